@@ -1,0 +1,136 @@
+"""Tests for dmbir_edu.viz: figure layout and the kernel-free slider's wiring."""
+
+import ipywidgets as widgets
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from dmbir_edu.viz import live_slider, orthoviews, sweep_widget  # noqa: E402
+
+
+def ramp_volume(d=6, h=8, w=10):
+    """A volume whose value encodes the voxel position, so slices are recognisable."""
+    z, y, x = torch.meshgrid(torch.arange(d), torch.arange(h), torch.arange(w), indexing="ij")
+    return (100 * z + 10 * y + x).float() / 1000
+
+
+def test_orthoviews_has_one_row_per_volume_and_three_views():
+    vol = ramp_volume()
+    fig = orthoviews({"truth": vol, "recon": vol + 0.1})
+    axes = fig.get_axes()
+    assert len(axes) == 6
+    titles = [ax.get_title() for ax in axes]
+    assert titles[0].startswith("truth: axial") and titles[3].startswith("recon: axial")
+    assert "coronal" in titles[1] and "sagittal" in titles[2]
+    plt.close(fig)
+
+
+def test_orthoviews_slices_and_orientation():
+    vol = ramp_volume()
+    fig = orthoviews({"v": vol}, index=(1, 2, 3))
+    axial, coronal, sagittal = (ax.get_images()[0] for ax in fig.get_axes())
+    np.testing.assert_allclose(axial.get_array(), vol[1].numpy())
+    np.testing.assert_allclose(coronal.get_array(), vol[:, 2, :].numpy())
+    np.testing.assert_allclose(sagittal.get_array(), vol[:, :, 3].numpy())
+    assert axial.origin == "upper"
+    assert coronal.origin == "lower" and sagittal.origin == "lower"  # z points up
+    plt.close(fig)
+
+
+def test_orthoviews_error_maps():
+    vol = ramp_volume()
+    fig = orthoviews({"truth": vol, "recon": vol + 0.25}, error_ref="truth")
+    axes = fig.get_axes()
+    assert len(axes) == 12  # 2 rows x (3 views + 3 error maps)
+    np.testing.assert_allclose(axes[9].get_images()[0].get_array(), 0.25, atol=1e-6)
+    np.testing.assert_allclose(axes[3].get_images()[0].get_array(), 0.0)
+    plt.close(fig)
+
+
+def test_orthoviews_rejects_bad_input():
+    with pytest.raises(ValueError, match="shape"):
+        orthoviews({"a": ramp_volume(), "b": ramp_volume(d=4)})
+    with pytest.raises(ValueError, match=r"\(D, H, W\)"):
+        orthoviews({"a": torch.zeros(8, 8)})
+    with pytest.raises(ValueError, match="index"):
+        orthoviews({"a": ramp_volume()}, index=(99, 0, 0))
+
+
+def figure_of(value):
+    fig, ax = plt.subplots(figsize=(1, 1))
+    ax.imshow(np.full((4, 4), value), vmin=0, vmax=1, cmap="gray")
+    return fig
+
+
+def parts(box):
+    (controls, stack) = box.children
+    slider, shown = controls.children
+    return slider, shown, stack
+
+
+def saved_links():
+    """The jslink models as they are saved in a notebook's widget state.
+
+    ``get_manager_state`` is what nbclient saves into the notebook's
+    metadata; the page reads it without a kernel: each one is ``(source, target)``
+    with ``"IPY_MODEL_<id>"`` references and trait names.
+    """
+    state = widgets.Widget.get_manager_state(drop_defaults=False)["state"]
+    return [
+        (tuple(m["state"]["source"]), tuple(m["state"]["target"]))
+        for m in state.values()
+        if m["model_name"] == "LinkModel"
+    ]
+
+
+def ref(widget):
+    return "IPY_MODEL_" + widget.model_id
+
+
+def test_sweep_widget_stack_and_links():
+    box = sweep_widget([figure_of(v) for v in (0.0, 0.5, 1.0)], ["a", "b", "c"], "lam")
+    slider, shown, stack = parts(box)
+    assert isinstance(box, widgets.VBox)
+    assert isinstance(slider, widgets.IntSlider) and isinstance(stack, widgets.Stack)
+    assert len(stack.children) == 3 and all(isinstance(c, widgets.Image) for c in stack.children)
+    assert (slider.min, slider.max, slider.description) == (0, 2, "lam")
+    assert stack.selected_index == slider.value == 0
+    assert [label for label, _ in shown.options] == ["a", "b", "c"]
+
+    links = saved_links()
+    assert ((ref(slider), "value"), (ref(stack), "selected_index")) in links
+    assert ((ref(slider), "value"), (ref(shown), "index")) in links
+
+
+def test_sweep_widget_pngs_differ_and_figures_are_closed():
+    figs = [figure_of(0.0), figure_of(1.0)]
+    box = sweep_widget(figs)
+    _, shown, stack = parts(box)
+    first, second = (bytes(child.value) for child in stack.children)
+    assert first.startswith(b"\x89PNG") and second.startswith(b"\x89PNG")
+    assert first != second
+    assert [label for label, _ in shown.options] == ["0", "1"]
+    assert not any(plt.fignum_exists(f.number) for f in figs)
+
+
+def test_sweep_widget_accepts_png_bytes_and_checks_labels():
+    png = sweep_widget([figure_of(0.3)]).children[1].children[0].value
+    box = sweep_widget([png, png])
+    assert len(box.children[1].children) == 2
+    with pytest.raises(ValueError, match="labels"):
+        sweep_widget([png, png], labels=["only one"])
+    with pytest.raises(ValueError, match="PNG"):
+        sweep_widget([b"not a png"])
+
+
+def test_live_slider_calls_fn():
+    seen = []
+    w = live_slider(lambda lam: seen.append(lam), lam=(0.0, 1.0, 0.5))
+    assert isinstance(w, widgets.interactive)
+    w.children[0].value = 1.0
+    assert seen[-1] == 1.0
