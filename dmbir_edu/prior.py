@@ -1,0 +1,130 @@
+"""The pre-trained 2D prior: VE noise schedule, a denoiser with EDM preconditioning, loading.
+
+Noise model (VE-SDE, Song et al. 2021): x_sigma = x_0 + sigma * xi, xi ~ N(0, I), with
+sigma(t) = sigma_min * (sigma_max / sigma_min)^t for t in [0, 1].
+
+The network is trained as a denoiser D(x; sigma) ~ E[x_0 | x_sigma] (Karras et al. 2022,
+"EDM" preconditioning). The score follows by Tweedie's formula:
+
+    s(x; sigma) = grad log p_sigma(x) = (D(x; sigma) - x) / sigma^2.
+
+So the same object serves the score-based predictor-corrector sampler of DiffusionMBIR
+(``prior.score``) and the Tweedie estimate of DDS (``prior.denoise``).
+
+Explained in: chapter "Score-based diffusion in 2D" (book/03_diffusion_2d.ipynb).
+"""
+import hashlib
+import json
+import math
+from pathlib import Path
+
+import torch
+from torch import nn
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+SIGMA_DATA = 0.5     # EDM's assumed data standard deviation (data are shifted by -0.5 first)
+
+
+def sigma_of_t(t, sigma_min, sigma_max):
+    """VE-SDE noise level sigma(t) = sigma_min (sigma_max / sigma_min)^t."""
+    return sigma_min * (sigma_max / sigma_min) ** t
+
+
+def ve_sigmas(n_steps, sigma_min, sigma_max):
+    """The sampler's decreasing geometric grid sigma_max = sigma_1 > ... > sigma_N = sigma_min, float64."""
+    t = torch.linspace(1, 0, n_steps, dtype=torch.float64)
+    return sigma_of_t(t, sigma_min, sigma_max)
+
+
+def unet(config):
+    """The score network: diffusers' UNet2DModel built from a plain dict (stored in the card)."""
+    from diffusers import UNet2DModel
+
+    return UNet2DModel(**config)
+
+
+DEFAULT_UNET = dict(
+    sample_size=64, in_channels=1, out_channels=1, layers_per_block=1,
+    block_out_channels=(16, 32, 64, 64), norm_num_groups=8, attention_head_dim=32,
+    down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D", "DownBlock2D"),
+    up_block_types=("UpBlock2D", "AttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
+)
+
+
+class Prior(nn.Module):
+    """A 2D denoiser D(x; sigma) on single-channel slices, with the VE schedule it was trained for.
+
+    ``denoise`` and ``score`` take slices shaped ``(B, H, W)`` and a noise level ``sigma`` (a
+    float or a ``(B,)`` tensor) and return ``(B, H, W)`` in the input's dtype and device.
+    Slices go through the network ``chunk`` at a time, so memory is bounded by the chunk,
+    not by the number of slices.
+
+    Preconditioning (EDM, with the data shifted by -0.5 so it is roughly centred):
+    D(x; sigma) = 0.5 + c_skip (x - 0.5) + c_out F(c_in (x - 0.5); c_noise), with
+    c_skip = s_d^2 / (sigma^2 + s_d^2), c_out = sigma s_d / sqrt(sigma^2 + s_d^2),
+    c_in = 1 / sqrt(sigma^2 + s_d^2), and c_noise the VE time t(sigma) scaled to [0, 999].
+    """
+
+    def __init__(self, config=DEFAULT_UNET, sigma_min=0.01, sigma_max=40.0, name="untrained"):
+        super().__init__()
+        self.config, self.name = dict(config), name
+        self.sigma_min, self.sigma_max = float(sigma_min), float(sigma_max)
+        self.image_size = int(config["sample_size"])
+        self.net = unet(self.config)
+        self.chunk = 64          # slices per network call
+        self.autocast = False    # bf16 autocast: fast only on CPUs with native bf16 (avx512_bf16/amx)
+
+    def forward(self, x, sigma):
+        """Preconditioned denoiser on (B, 1, H, W) float32 inputs; sigma is (B,)."""
+        s = sigma.reshape(-1, 1, 1, 1)
+        c_skip = SIGMA_DATA**2 / (s**2 + SIGMA_DATA**2)
+        c_out = s * SIGMA_DATA / (s**2 + SIGMA_DATA**2).sqrt()
+        c_in = 1 / (s**2 + SIGMA_DATA**2).sqrt()
+        t = torch.log(sigma / self.sigma_min) / math.log(self.sigma_max / self.sigma_min)
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+            F = self.net(c_in * (x - 0.5), 999 * t).sample
+        return 0.5 + c_skip * (x - 0.5) + c_out * F.float()
+
+    @torch.no_grad()
+    def denoise(self, x, sigma):
+        """Tweedie / MMSE estimate D(x; sigma) of the clean slices, x shaped (B, H, W)."""
+        if x.shape[-2:] != (self.image_size, self.image_size):
+            raise ValueError(f"prior {self.name!r} works on {self.image_size}x{self.image_size} slices, "
+                             f"got slices of shape {tuple(x.shape[-2:])}")
+        p = next(self.parameters())
+        sigma = torch.as_tensor(sigma, dtype=torch.float32, device=p.device).expand(x.shape[0])
+        out = [self(xc[:, None].to(p.device, torch.float32), sc)[:, 0]
+               for xc, sc in zip(x.split(self.chunk), sigma.split(self.chunk))]
+        return torch.cat(out).to(x.device, x.dtype)
+
+    def score(self, x, sigma):
+        """Score s(x; sigma) = (D(x; sigma) - x) / sigma^2 (Tweedie's formula)."""
+        sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
+        return (self.denoise(x, sigma) - x) / sigma.reshape(-1, *[1] * (x.dim() - 1)) ** 2
+
+
+def sha256(path):
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def available_priors():
+    """Names of the priors shipped in ``dmbir_edu/weights`` (one ``.json`` card + ``.safetensors`` each)."""
+    return sorted(p.stem for p in WEIGHTS_DIR.glob("*.json") if p.with_suffix(".safetensors").exists())
+
+
+def load_prior(name="phantom64", device="cpu"):
+    """Load a shipped prior offline, checking the weights' sha256 against the card.
+
+    Weights are safetensors (no pickle is executed). Returns a ``Prior`` in eval mode.
+    """
+    if name not in available_priors():
+        raise ValueError(f"unknown prior {name!r}; available: {available_priors()}")
+    from safetensors.torch import load_file
+
+    card = json.loads((WEIGHTS_DIR / f"{name}.json").read_text())
+    path = WEIGHTS_DIR / f"{name}.safetensors"
+    if sha256(path) != card["sha256"]:
+        raise RuntimeError(f"{path} does not match the sha256 in its card")
+    prior = Prior(card["unet"], card["sigma_min"], card["sigma_max"], name=name)
+    prior.net.load_state_dict(load_file(path))
+    return prior.eval().requires_grad_(False).to(device)

@@ -1,0 +1,46 @@
+"""One entry point for every method in the book: ``reconstruct(y, A, method, ...)``.
+
+It only dispatches; each method's own function holds the algorithm and its defaults.
+"""
+import torch
+
+from .ct import ParallelBeamCT
+from .mbir import admm_tv, conjugate_gradient
+from .operators import check_finite, check_last_dims
+
+METHODS = ("fbp", "adjoint", "cg", "admm_tv", "admm_tv_z", "slicewise", "diffusionmbir", "dds")
+
+
+def least_squares(y, A, n_iter=20):
+    """min_x 1/2 ||A x - y||^2 by CG on the normal equations A^T A x = A^T y, from zeros."""
+    ATy = A.adjoint(y)
+    return conjugate_gradient(lambda v: A.adjoint(A(v)), ATy, torch.zeros_like(ATy), n_iter)
+
+
+def reconstruct(y, A, method, prior=None, generator=None, progress=True, **kwargs):
+    """Reconstruct a (D, H, W) volume from measurements ``y = A(x)``.
+
+    method: "fbp" (CT only), "adjoint" (zero-filled for MRI), "cg" (least squares),
+    "admm_tv" (3D anisotropic TV), "admm_tv_z" (TV along z only), "slicewise" (2D diffusion
+    per slice), "diffusionmbir", "dds". ``kwargs`` go to the method's own function.
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
+    check_last_dims(y, A.measurement_shape, "y")
+    check_finite(y, "y")
+    if method == "fbp":
+        if not isinstance(A, ParallelBeamCT):
+            raise ValueError("method 'fbp' needs a ParallelBeamCT operator; use 'adjoint' (zero-filled) for MRI")
+        return A.fbp(y)
+    if method == "adjoint":
+        return A.adjoint(y)
+    if method == "cg":
+        return least_squares(y, A, **kwargs)
+    if method in ("admm_tv", "admm_tv_z"):
+        return admm_tv(y, A, axes="xyz" if method == "admm_tv" else "z", **kwargs)
+    from . import sampling
+
+    if prior is None:
+        raise ValueError(f"method {method!r} needs a prior, e.g. prior=dmbir_edu.load_prior('phantom64')")
+    fn = {"slicewise": sampling.slicewise, "diffusionmbir": sampling.diffusion_mbir, "dds": sampling.dds}[method]
+    return fn(y, A, prior, generator=generator, progress=progress, **kwargs)
