@@ -20,27 +20,32 @@ import torch
 from .operators import FiniteDifference, check_finite
 
 
-def conjugate_gradient(normal_op, rhs, x0, n_iter=20, tol=1e-10):
+def conjugate_gradient(normal_op, rhs, x0, n_iter=20, tol=1e-10, dims=None):
     """Solve ``normal_op(x) = rhs`` for a symmetric positive (semi)definite operator by CG.
 
-    Starts at ``x0`` (a warm start); inner products are global over the whole tensor.
+    Starts at ``x0`` (a warm start). Inner products are global over the whole tensor
+    (``dims=None``, as the paper), or taken over ``dims`` only, e.g. ``dims=(-2, -1)`` runs an
+    independent CG per slice when the operator acts slice by slice.
     Stops after ``n_iter`` iterations or when the residual norm drops below ``tol``. With
     ``n_iter=1`` this is one steepest-descent step with exact line search (the released
     DiffusionMBIR setting).
     """
+    def dot(a, b):
+        return (a * b).sum() if dims is None else (a * b).sum(dims, keepdim=True)
+
     x = x0.clone()
     r = rhs - normal_op(x)
     p = r.clone()
-    rr = (r * r).sum()
+    rr = dot(r, r)
     for _ in range(n_iter):
-        if rr.sqrt() < tol:
+        if rr.max().sqrt() < tol:
             break
         Ap = normal_op(p)
-        alpha = rr / (p * Ap).sum()
+        alpha = rr / dot(p, Ap).clamp_min(1e-30)
         x = x + alpha * p
         r = r - alpha * Ap
-        rr_new = (r * r).sum()
-        p = r + (rr_new / rr) * p
+        rr_new = dot(r, r)
+        p = r + (rr_new / rr.clamp_min(1e-30)) * p
         rr = rr_new
     return x
 
@@ -81,7 +86,7 @@ def check_lam_rho(lam, rho):
         raise ValueError(f"rho must be > 0, got {rho}")
 
 
-def admm_tv_step(x, state, y, A, D, lam, rho, n_cg=1, ATy=None):
+def admm_tv_step(x, state, y, A, D, lam, rho, n_cg=1, ATy=None, cg_dims=None):
     """One ADMM-TV iteration (module docstring), warm-started at ``x``.
 
     Parameters
@@ -93,6 +98,8 @@ def admm_tv_step(x, state, y, A, D, lam, rho, n_cg=1, ATy=None):
     lam, rho : TV weight and ADMM penalty.
     n_cg : CG iterations for the x-update.
     ATy : optional precomputed ``A.adjoint(y)``.
+    cg_dims : inner-product dims of the CG (None: global). With ``D=()`` and
+        ``cg_dims=(-2, -1)`` the step is plain per-slice data consistency.
 
     Returns
     -------
@@ -105,7 +112,7 @@ def admm_tv_step(x, state, y, A, D, lam, rho, n_cg=1, ATy=None):
     def normal_op(v):
         return A.adjoint(A(v)) + rho * sum(Di.adjoint(Di(v)) for Di in D)
 
-    x = conjugate_gradient(normal_op, rhs, x, n_cg)
+    x = conjugate_gradient(normal_op, rhs, x, n_cg, dims=cg_dims)
     Dx = tuple(Di(x) for Di in D)
     # z-update: soft-threshold; u-update: dual ascent on the constraint D_i x = z_i
     z = tuple(soft_threshold(d + u, lam / rho) for d, u in zip(Dx, state.u))

@@ -128,3 +128,22 @@ def load_prior(name="phantom64", device="cpu"):
     prior = Prior(card["unet"], card["sigma_min"], card["sigma_max"], name=name)
     prior.net.load_state_dict(load_file(path))
     return prior.eval().requires_grad_(False).to(device)
+
+
+class GaussianPrior:
+    """Known-answer stand-in for the network: data x_0 ~ N(mean, std^2 I), independent pixels.
+
+    Its denoiser is exact: D(x; sigma) = mean + std^2 / (std^2 + sigma^2) (x - mean), so the
+    samplers can be checked against analytic means and variances.
+    Same interface as ``Prior`` (``denoise``, ``score``, ``sigma_min``, ``sigma_max``, ``image_size``).
+    """
+
+    def __init__(self, image_size, mean=0.5, std=0.2, sigma_min=0.01, sigma_max=40.0):
+        self.image_size, self.mean, self.std = image_size, mean, std
+        self.sigma_min, self.sigma_max, self.name = sigma_min, sigma_max, "gaussian"
+
+    def denoise(self, x, sigma):
+        sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).reshape(-1, *[1] * (x.dim() - 1))
+        return self.mean + self.std**2 / (self.std**2 + sigma**2) * (x - self.mean)
+
+    score = Prior.score

@@ -1,0 +1,202 @@
+"""Diffusion samplers for 3D inverse problems with a 2D prior: slice-wise, DiffusionMBIR, DDS.
+
+All three share one loop shape: move every axial slice one noise level down with the 2D prior
+(in chunks of slices), then pull the whole volume towards the measurements with ONE ADMM-TV
+iteration (``mbir.admm_tv_step``), whose split variables (z, u) are carried across all steps:
+
+* ``diffusion_mbir`` (Chung et al., CVPR 2023, Algorithm 1 / section 1.7 of our spec): VE
+  reverse-diffusion predictor + Langevin corrector, then ADMM-TV along z (2 NFE per step).
+* ``slicewise``: the same sampler with no TV term and per-slice CG data consistency, i.e.
+  the 2D posterior sampler run on every slice independently (no z coupling).
+* ``dds`` (Chung, Lee, Ye, ICLR 2024): Tweedie denoising, ADMM-TV-z with a few CG steps on
+  the denoised estimate, DDIM-style re-noising (1 NFE per step, ~50 steps).
+
+Volumes are (D, H, W); the prior sees (chunk, H, W) axial slices only.
+
+Explained in: chapters "From 2D to 3D" and "DiffusionMBIR for sparse-view CT"
+(book/05_diffusionmbir.ipynb) and "Making it fast" (book/09_speed.ipynb).
+"""
+import math
+
+import torch
+from tqdm.auto import tqdm
+
+from .ct import ParallelBeamCT
+from .mbir import ADMMState, admm_tv_step, check_lam_rho, tv_operators
+from .operators import check_finite, check_last_dims
+from .prior import ve_sigmas
+
+
+def reverse_diffusion_predictor(x, sigma, sigma_next, prior, generator=None):
+    """VE reverse-diffusion predictor (Song et al. 2021, eq. 47): one NFE.
+
+    x_mean = x + (sigma^2 - sigma_next^2) s(x; sigma);  x = x_mean + sqrt(sigma^2 - sigma_next^2) xi.
+    At the last step (sigma_next = 0) no noise is added.
+    """
+    step = sigma**2 - sigma_next**2
+    x_mean = x + step * prior.score(x, sigma)
+    if sigma_next == 0:
+        return x_mean
+    return x_mean + math.sqrt(step) * randn_like(x, generator)
+
+
+def langevin_corrector(x, sigma, prior, snr=0.16, generator=None):
+    """One annealed Langevin step (Song et al. 2021, Algorithm 5): one NFE.
+
+    eps = 2 (snr ||xi|| / ||s||)^2 with per-slice norms averaged over the chunk, then
+    x = x + eps s(x; sigma) + sqrt(2 eps) xi.
+    """
+    s = prior.score(x, sigma)
+    xi = randn_like(x, generator)
+    s_norm = s.flatten(1).norm(dim=1).mean()
+    xi_norm = xi.flatten(1).norm(dim=1).mean()
+    eps = 2 * (snr * xi_norm / s_norm) ** 2
+    return x + eps * s + (2 * eps).sqrt() * xi
+
+
+def pc_step(x, sigma, sigma_next, prior, snr=0.16, chunk=12, generator=None):
+    """One predictor-corrector step on every slice, ``chunk`` slices at a time (2 NFE per slice):
+    reverse-diffusion predictor sigma -> sigma_next, then a Langevin corrector at sigma_next."""
+    parts = []
+    for xc in x.split(chunk):
+        xc = reverse_diffusion_predictor(xc, sigma, sigma_next, prior, generator)
+        if sigma_next > 0:
+            xc = langevin_corrector(xc, sigma_next, prior, snr, generator)
+        parts.append(xc)
+    return torch.cat(parts)
+
+
+def sample(prior, n, n_steps=200, snr=0.16, chunk=12, generator=None, progress=True):
+    """Unconditional PC sampling of ``n`` slices from the prior (Song et al. 2021, Algorithm 2)."""
+    sigmas = ve_sigmas(n_steps, prior.sigma_min, prior.sigma_max).tolist() + [0.0]
+    x = prior.sigma_max * torch.randn(n, prior.image_size, prior.image_size, generator=generator)
+    for i in tqdm(range(n_steps), disable=not progress, desc="sample"):
+        x = pc_step(x, sigmas[i], sigmas[i + 1], prior, snr, chunk, generator)
+    return x
+
+
+def randn_like(x, generator=None):
+    return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+
+
+def kaczmarz_correction(x, y, A):
+    """The released code's final CT step (SART-like): x + A^T(y - A x) / A^T(A 1), elementwise."""
+    weight = A.adjoint(A(torch.ones_like(x))).clamp_min(1e-8)
+    return x + A.adjoint(y - A(x)) / weight
+
+
+def _check(y, A, prior, lam, rho, n_steps):
+    check_last_dims(y, A.measurement_shape, "y")
+    check_finite(y, "y")
+    check_lam_rho(lam, rho)
+    if n_steps < 1:
+        raise ValueError(f"n_steps must be >= 1, got {n_steps}")
+    if prior.image_size != A.image_size:
+        raise ValueError(f"prior {prior.name!r} was trained on {prior.image_size}x{prior.image_size} slices, "
+                         f"but the operator works on {A.image_size}x{A.image_size}")
+
+
+def diffusion_mbir(y, A, prior, n_steps=200, snr=0.16, lam=0.04, rho=10.0, axes="z", n_admm=1, n_cg=1,
+                   reset_admm=False, final_correction=None, chunk=12, boundary="neumann", generator=None,
+                   progress=True, callback=None):
+    """DiffusionMBIR (Chung et al., CVPR 2023): PC sampling with the 2D prior + ADMM-TV-z.
+
+    Parameters
+    ----------
+    y : measurements ``A(x)``, shaped ``(D, *A.measurement_shape)``.
+    A : forward operator (``ParallelBeamCT`` or ``CartesianMRI``) with an exact adjoint.
+    prior : a ``Prior`` (``load_prior``) on slices of ``A.image_size``.
+    n_steps : N, diffusion steps on the geometric VE grid (2000 in the paper; 2N - 1 NFE per slice).
+    snr : r, Langevin corrector signal-to-noise ratio (0.16 in the paper).
+    lam, rho : TV weight and ADMM penalty, in units of our exact adjoint (the paper's 0.04 and 10
+        used a back-projector scaled by pi / (2 n_views); book chapter 5 converts).
+    axes : TV directions, "z" (the method) or "xyz" (ablation); None or "" for no TV, which
+        makes the data-consistency step per slice (the slice-wise baseline).
+    n_admm, n_cg : ADMM iterations per diffusion step and CG iterations per x-update (1 and 1).
+    reset_admm : if True, (z, u) restart from zero every step (ablation); the method carries them.
+    final_correction : the final Kaczmarz step; default on for CT, off for MRI (as released).
+    chunk : slices per predictor/corrector call (12 for CT in the released code); memory is
+        bounded by the chunk, not by D.
+    generator : torch.Generator for all the noise.
+    callback : called as ``callback(i, x, state)`` after every step.
+
+    Returns
+    -------
+    (D, H, W) tensor (not clipped, as released).
+
+    Explained in: chapter "DiffusionMBIR for sparse-view CT" (book/05_diffusionmbir.ipynb).
+    """
+    _check(y, A, prior, lam, rho, n_steps)
+    ATy = A.adjoint(y)
+    sigmas = ve_sigmas(n_steps, prior.sigma_min, prior.sigma_max).tolist() + [0.0]
+    x = prior.sigma_max * randn_like(ATy, generator)                  # x_T ~ N(0, sigma_max^2 I)
+    D = tv_operators(axes, boundary) if axes else ()
+    cg_dims = None if D else (-2, -1)             # no TV: CG per slice, slices fully independent
+    state = ADMMState.zeros(x, len(D))
+    for i in tqdm(range(n_steps), disable=not progress, desc="DiffusionMBIR" if D else "slice-wise"):
+        sigma, sigma_next = sigmas[i], sigmas[i + 1]
+        # 2D prior, slice chunk by slice chunk: predictor then corrector (2 NFE per slice)
+        x = pc_step(x, sigma, sigma_next, prior, snr, chunk, generator)
+        # whole volume: n_admm ADMM-TV iterations with (z, u) carried across diffusion steps
+        if reset_admm:
+            state = ADMMState.zeros(x, len(D))
+        for _ in range(n_admm):
+            x, state = admm_tv_step(x, state, y, A, D, lam, rho, n_cg, ATy, cg_dims)
+        if callback is not None:
+            callback(i, x, state)
+    if final_correction if final_correction is not None else isinstance(A, ParallelBeamCT):
+        x = kaczmarz_correction(x, y, A)
+    return x
+
+
+def slicewise(y, A, prior, n_steps=200, snr=0.16, n_cg=1, chunk=12, final_correction=None, generator=None,
+              progress=True, callback=None):
+    """The slice-wise baseline: the same PC sampler with per-slice data consistency and no z
+    coupling (every axial slice is an independent 2D posterior sample; score-CT / POCS style).
+
+    The data-consistency step is ``n_cg`` CG iterations on A^T A x = A^T y per slice, warm-started
+    at the current sample. Arguments as ``diffusion_mbir``.
+
+    Explained in: chapter "DiffusionMBIR for sparse-view CT" (book/05_diffusionmbir.ipynb).
+    """
+    return diffusion_mbir(y, A, prior, n_steps=n_steps, snr=snr, lam=0.0, rho=1.0, axes=None, n_cg=n_cg,
+                          chunk=chunk, final_correction=final_correction, generator=generator, progress=progress,
+                          callback=callback)
+
+
+def dds(y, A, prior, n_steps=50, eta=0.85, lam=0.04, rho=10.0, axes="z", n_admm=1, n_cg=5,
+        final_correction=None, boundary="neumann", generator=None, progress=True, callback=None):
+    """DDS, decomposed diffusion sampling (Chung, Lee, Ye, ICLR 2024), VE form, one NFE per step.
+
+    For sigma_i on a geometric grid of ``n_steps`` levels:
+
+    1. x0_hat = D(x; sigma_i), the Tweedie (MMSE) estimate from the prior;
+    2. x0_hat <- ``n_admm`` ADMM-TV iterations with ``n_cg`` CG steps, warm-started at x0_hat,
+       (z, u) carried across steps;
+    3. re-noise: x = x0_hat + sigma_{i+1} (eta xi + sqrt(1 - eta^2) eps_hat), with
+       eps_hat = (x - D(x; sigma_i)) / sigma_i the network's noise estimate (DDIM-style).
+
+    Returns the last x0_hat (optionally after the CT Kaczmarz step).
+
+    Explained in: chapter "Making it fast" (book/09_speed.ipynb).
+    """
+    _check(y, A, prior, lam, rho, n_steps)
+    if not 0 <= eta <= 1:
+        raise ValueError(f"eta must be in [0, 1], got {eta}")
+    ATy = A.adjoint(y)
+    sigmas = ve_sigmas(n_steps, prior.sigma_min, prior.sigma_max).tolist() + [0.0]
+    x = prior.sigma_max * randn_like(ATy, generator)
+    D = tv_operators(axes, boundary)
+    state = ADMMState.zeros(x, len(D))
+    for i in tqdm(range(n_steps), disable=not progress, desc="DDS"):
+        sigma, sigma_next = sigmas[i], sigmas[i + 1]
+        x0_hat = prior.denoise(x, sigma)                               # Tweedie, 1 NFE per slice
+        eps_hat = (x - x0_hat) / sigma
+        for _ in range(n_admm):                                        # ADMM-TV-z on the clean estimate
+            x0_hat, state = admm_tv_step(x0_hat, state, y, A, D, lam, rho, n_cg, ATy)
+        x = x0_hat + sigma_next * (eta * randn_like(x, generator) + math.sqrt(1 - eta**2) * eps_hat)
+        if callback is not None:
+            callback(i, x0_hat, state)
+    if final_correction if final_correction is not None else isinstance(A, ParallelBeamCT):
+        x0_hat = kaczmarz_correction(x0_hat, y, A)
+    return x0_hat
