@@ -4,7 +4,7 @@ Problem (anisotropic TV along the chosen axes; D_z only for DiffusionMBIR):
 
     min_x  1/2 ||A x - y||^2 + lam * sum_i ||D_i x||_1.
 
-ADMM with the splitting z_i = D_i x and scaled duals u_i (Boyd et al. 2011, section 3.1.1):
+ADMM with the splitting z_i = D_i x and scaled duals u_i (Boyd et al. 2011, section 3.1.1)::
 
     x   <- argmin_x 1/2 ||A x - y||^2 + rho/2 sum_i ||D_i x - z_i + u_i||^2
            i.e. (A^T A + rho sum_i D_i^T D_i) x = A^T y + rho sum_i D_i^T (z_i - u_i), by CG
@@ -51,7 +51,7 @@ def conjugate_gradient(normal_op, rhs, x0, n_iter=20, tol=1e-10, dims=None):
 
 
 def soft_threshold(v, tau):
-    """Proximal map of tau ||.||_1: sign(v) max(|v| - tau, 0), elementwise."""
+    """Proximal map of ``tau ||.||_1``: ``sign(v) max(|v| - tau, 0)``, elementwise."""
     return torch.sign(v) * torch.clamp(v.abs() - tau, min=0)
 
 
