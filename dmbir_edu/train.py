@@ -78,6 +78,9 @@ def train(run_dir, steps, config=DEFAULT_UNET, batch_size=32, lr=5e-4, warmup=20
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "args.json").write_text(json.dumps(dict(
+        steps=steps, config=config, batch_size=batch_size, lr=lr, warmup=warmup, ema_decay=ema_decay,
+        sigma_min=sigma_min, sigma_max=sigma_max, seed=seed)))
     torch.manual_seed(seed)
     prior = Prior(config, sigma_min, sigma_max)
     ema = copy.deepcopy(prior).requires_grad_(False)
@@ -118,9 +121,6 @@ def train(run_dir, steps, config=DEFAULT_UNET, batch_size=32, lr=5e-4, warmup=20
                         "step": k + 1}, run_dir / "checkpoint.tmp")
             (run_dir / "checkpoint.tmp").replace(ckpt)
     log.close()
-    (run_dir / "args.json").write_text(json.dumps(dict(
-        steps=steps, config=config, batch_size=batch_size, lr=lr, warmup=warmup, ema_decay=ema_decay,
-        sigma_min=sigma_min, sigma_max=sigma_max, seed=seed)))
     return ema.eval()
 
 
