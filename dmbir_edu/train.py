@@ -125,7 +125,11 @@ def train(run_dir, steps, config=DEFAULT_UNET, batch_size=32, lr=5e-4, warmup=20
 
 
 def export(run_dir, name, command, quality=None):
-    """Write the EMA weights of ``run_dir`` as ``weights/<name>.safetensors`` and its JSON card."""
+    """Write the EMA weights of ``run_dir`` as ``weights/<name>.safetensors``, its JSON card, and a
+    copy of the run's loss log as ``weights/<name>.log.csv`` (the book plots the training curve
+    from it)."""
+    import shutil
+
     from safetensors.torch import save_file
 
     run_dir = Path(run_dir)
@@ -138,7 +142,8 @@ def export(run_dir, name, command, quality=None):
                 steps=int(state["step"]), batch_size=args["batch_size"], images_seen=int(state["step"]) * args["batch_size"],
                 data=f"axial 64x64 slices of dmbir_edu.data.phantom(seed), seeds from 0 (2 volumes per step), seed={args['seed']}",
                 training_command=command, parameters=sum(v.numel() for v in net.values()),
-                sha256=sha256(path), quality=quality or {})
+                sha256=sha256(path), quality=quality or {}, loss_log=f"{name}.log.csv")
+    shutil.copyfile(run_dir / "log.csv", WEIGHTS_DIR / f"{name}.log.csv")
     (WEIGHTS_DIR / f"{name}.json").write_text(json.dumps(card, indent=1) + "\n")
     return card
 
