@@ -143,6 +143,7 @@ IMAGES_STATE = f"""{WIDGET_IMAGES}.map(img => ({{
 FIRST_SLIDER_RECT = """(() => {
     const s = document.querySelector('.widget-slider .noUi-target, input[type=range]');
     if (!s) return null;
+    s.scrollIntoView({block: 'center'});  // a click only lands inside the viewport
     const r = s.getBoundingClientRect();
     return {x: r.left, y: r.top, width: r.width, height: r.height};
 })()"""
@@ -151,7 +152,8 @@ VISIBLE_IMAGE_RECT = f"""(() => {{
     if (!img) return null;
     img.scrollIntoView();
     const r = img.getBoundingClientRect();
-    return {{x: r.left, y: r.top, width: r.width, height: r.height}};
+    // Page.captureScreenshot clips in page coordinates, not viewport ones
+    return {{x: r.left + window.scrollX, y: r.top + window.scrollY, width: r.width, height: r.height}};
 }})()"""
 
 
