@@ -62,12 +62,12 @@ def operator(task, setting, size=64):
     raise ValueError(f"unknown task {task!r}")
 
 
-def test_set(task, size=64, n_volumes=4, seeds=data.TEST_SEEDS):
+def test_set(task, size=64, n_volumes=4, seeds=data.TEST_SEEDS, depth=None):
     """Held-out volumes: phantoms of ``seeds`` for CT, the MNI152 brain for MRI (as the paper's
-    brain test volume, with a prior trained on other data)."""
+    brain test volume, with a prior trained on other data). ``depth`` slices (default ``size``)."""
     if task == "mri":
-        return {"brain": data.brain(size)}
-    return {f"phantom {s}": data.phantom(s, size) for s in seeds[:n_volumes]}
+        return {"brain": data.brain(size, depth)}
+    return {f"phantom {s}": data.phantom(s, size, depth) for s in seeds[:n_volumes]}
 
 
 def method_kwargs(task, method, n_steps=None):
@@ -78,15 +78,17 @@ def method_kwargs(task, method, n_steps=None):
 
 
 def run(task, settings, methods=METHODS, size=64, n_volumes=4, n_steps=None, seed=0, prior=None,
-        seeds=data.TEST_SEEDS, progress=True, overrides=None):
+        seeds=data.TEST_SEEDS, progress=True, overrides=None, keep=False, depth=None):
     """Reconstruct every test volume with every method; returns a list of result rows.
 
     Each row: task, setting, method, volume, per-axis psnr / ssim, seconds, and the kwargs used.
     ``overrides`` maps a method to keyword arguments that replace ``PARAMS`` (used by ``tune``).
+    ``keep=True`` also stores the reconstruction (``row["x_hat"]``) and the truth (``row["x"]``),
+    for pictures. ``depth`` sets the number of slices (default ``size``; fewer for quick runs).
     """
     prior = prior if prior is not None else (load_prior() if set(methods) & {"slicewise", "diffusionmbir", "dds"} else None)
     rows = []
-    vols = test_set(task, size, n_volumes, seeds)
+    vols = test_set(task, size, n_volumes, seeds, depth)
     for setting in settings:
         A = operator(task, setting, size)
         for (name, x), method in itertools.product(vols.items(), methods):
@@ -99,6 +101,8 @@ def run(task, settings, methods=METHODS, size=64, n_volumes=4, n_steps=None, see
                                 progress=progress, **kw)
             rows.append(dict(task=task, setting=setting, method=method, volume=name, seconds=time.perf_counter() - t0,
                              kwargs=kw, **metrics.per_axis(x_hat.float(), x)))
+            if keep:
+                rows[-1].update(x_hat=x_hat.float(), x=x)
     return rows
 
 
