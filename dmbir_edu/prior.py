@@ -85,9 +85,11 @@ class Prior(nn.Module):
             F = self.net(c_in * (x - 0.5), 999 * t).sample
         return 0.5 + c_skip * (x - 0.5) + c_out * F.float()
 
-    @torch.no_grad()
     def denoise(self, x, sigma):
-        """Tweedie / MMSE estimate D(x; sigma) of the clean slices, x shaped (B, H, W)."""
+        """Tweedie / MMSE estimate D(x; sigma) of the clean slices, x shaped (B, H, W).
+
+        Gradients flow to ``x`` only if it requires them (DPS); ``load_prior`` freezes the weights.
+        """
         if x.shape[-2:] != (self.image_size, self.image_size):
             raise ValueError(f"prior {self.name!r} works on {self.image_size}x{self.image_size} slices, "
                              f"got slices of shape {tuple(x.shape[-2:])}")
@@ -112,10 +114,13 @@ def available_priors():
     return sorted(p.stem for p in WEIGHTS_DIR.glob("*.json") if p.with_suffix(".safetensors").exists())
 
 
-def load_prior(name="phantom64", device="cpu"):
+def load_prior(name="phantom64", device="cpu", image_size=None):
     """Load a shipped prior offline, checking the weights' sha256 against the card.
 
     Weights are safetensors (no pickle is executed). Returns a ``Prior`` in eval mode.
+    ``image_size`` runs the fully convolutional network on slices of another size: out of
+    distribution (as the paper ran its 320 x 320 knee prior on 240 x 240 brains), so expect
+    lower quality; used for the memory benchmark at 128^3.
     """
     if name not in available_priors():
         raise ValueError(f"unknown prior {name!r}; available: {available_priors()}")
@@ -127,6 +132,7 @@ def load_prior(name="phantom64", device="cpu"):
         raise RuntimeError(f"{path} does not match the sha256 in its card")
     prior = Prior(card["unet"], card["sigma_min"], card["sigma_max"], name=name)
     prior.net.load_state_dict(load_file(path))
+    prior.image_size = int(image_size or prior.image_size)
     return prior.eval().requires_grad_(False).to(device)
 
 

@@ -1,0 +1,158 @@
+"""Benchmark harness: where the time goes, and what each method costs, measured in one run.
+
+    python -m dmbir_edu.bench                      # 64^3, 8-view sparse-view CT
+    python -m dmbir_edu.bench --size 128 --methods dds     # 128^3 (the 64x64 prior run out of distribution)
+
+Prints (1) the machine, (2) network time per slice evaluation in float32 and with bf16
+autocast, (3) one MBIR step (ADMM-TV-z with 1 and 5 CG iterations on the whole volume) as a
+share of the network time of a diffusion step, (4) per method: wall time (median of
+``--repeats`` runs, each in a fresh process), peak resident memory of that process, network
+evaluations per slice, mean PSNR over axes, and the ratio to DDS. Only ratios measured in the
+same run should be compared: the machine is shared and its speed drifts.
+
+Explained in: chapter "Making it fast" (book/09_speed.ipynb).
+"""
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+
+from . import data, metrics
+from .ct import ParallelBeamCT, sparse_view_angles
+from .mbir import ADMMState, admm_tv_step, tv_operators
+from .prior import load_prior
+from .reconstruct import reconstruct
+
+
+def machine():
+    """One line: CPU model, cores, bf16 instructions, torch version and threads."""
+    model, flags = platform.processor() or "?", ""
+    if os.path.exists("/proc/cpuinfo"):
+        info = open("/proc/cpuinfo").read()
+        model = next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")), model)
+        flags = " ".join(f for f in ("avx512_bf16", "amx_bf16", "avx512f", "avx2") if f" {f}" in info)
+    return (f"{model}, {os.cpu_count()} cores [{flags or 'no avx flags'}], torch {torch.__version__}, "
+            f"{torch.get_num_threads()} threads")
+
+
+def timeit(fn, repeats=5):
+    """Median wall time of ``fn()`` over ``repeats`` calls, after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def network_time(prior, n_slices=12, repeats=5):
+    """Seconds per slice evaluation, float32 and bf16 autocast, on a chunk of ``n_slices``."""
+    x = torch.rand(n_slices, prior.image_size, prior.image_size)
+    out = {}
+    for name, bf16 in (("float32", False), ("bf16", True)):
+        prior.autocast = bf16
+        out[name] = timeit(lambda: prior.denoise(x, 1.0), repeats if not bf16 else 2) / n_slices
+    prior.autocast = False
+    return out
+
+
+def mbir_step_time(A, x, y, n_cg, repeats=5):
+    """Seconds of one ADMM-TV-z iteration (CG + shrink + dual) on the whole volume."""
+    D = tv_operators("z")
+    state = ADMMState.zeros(x, 1)
+    ATy = A.adjoint(y)
+    return timeit(lambda: admm_tv_step(x, state, y, A, D, 0.05, 10.0, n_cg, ATy), repeats)
+
+
+NFE = {"fbp": lambda kw: 0, "admm_tv": lambda kw: 0, "dds": lambda kw: kw["n_steps"],
+       "diffusionmbir": lambda kw: 2 * kw["n_steps"] - 1, "slicewise": lambda kw: 2 * kw["n_steps"] - 1}
+
+
+def run_one(spec):
+    """Reconstruct once in this process; returns wall seconds, peak RSS (MB) and PSNR per axis."""
+    size, views, method, kw = spec["size"], spec["views"], spec["method"], spec["kwargs"]
+    x = data.phantom(data.TEST_SEEDS[0], size)
+    A = ParallelBeamCT(size, sparse_view_angles(views))
+    prior = load_prior(image_size=size) if method in NFE and NFE[method](kw | {"n_steps": 1}) else None
+    y = A(x)
+    t0 = time.perf_counter()
+    x_hat = reconstruct(y, A, method, prior=prior, generator=torch.Generator().manual_seed(0), progress=False, **kw)
+    seconds = time.perf_counter() - t0
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return dict(seconds=seconds, peak_mb=peak_mb, psnr={k: v["psnr"] for k, v in metrics.per_axis(x_hat, x).items()})
+
+
+def run_in_fresh_process(spec):
+    out = subprocess.run([sys.executable, "-m", "dmbir_edu.bench", "--one", json.dumps(spec)],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+DEFAULT_METHODS = {
+    "fbp": {},
+    "admm_tv": dict(lam=0.1, rho=1.0, n_iter=30, n_cg=20),
+    "dds": dict(n_steps=50, lam=0.05, rho=10.0, n_cg=5),
+    "diffusionmbir": dict(n_steps=500, lam=0.05, rho=10.0, n_cg=1),
+}
+
+
+def bench(size=64, views=8, methods=DEFAULT_METHODS, repeats=3, print_fn=print):
+    """Run the whole benchmark; returns a dict of everything printed."""
+    print_fn(f"machine: {machine()}")
+    prior = load_prior(image_size=size)
+    net = network_time(prior)
+    print_fn(f"network, seconds per slice evaluation: float32 {net['float32'] * 1e3:.1f} ms, "
+             f"bf16 autocast {net['bf16'] * 1e3:.1f} ms (bf16 / float32 = {net['bf16'] / net['float32']:.2f})")
+    x = data.phantom(data.TEST_SEEDS[0], size)
+    A = ParallelBeamCT(size, sparse_view_angles(views))
+    y = A(x)
+    step_net = {"diffusionmbir": 2 * net["float32"] * size, "dds": net["float32"] * size}
+    mbir = {n_cg: mbir_step_time(A, x, y, n_cg) for n_cg in (1, 5)}
+    for n_cg, t in mbir.items():
+        print_fn(f"ADMM-TV-z step, {n_cg} CG: {t * 1e3:.1f} ms = {100 * t / step_net['diffusionmbir']:.1f}% of a "
+                 f"DiffusionMBIR step's network time, {100 * t / step_net['dds']:.1f}% of a DDS step's")
+    rows = {}
+    for method, kw in methods.items():
+        spec = dict(size=size, views=views, method=method, kwargs=kw)
+        runs = [run_in_fresh_process(spec) for _ in range(repeats if NFE[method](kw | {"n_steps": 1}) < 500 else 1)]
+        rows[method] = dict(seconds=statistics.median(r["seconds"] for r in runs), runs=[r["seconds"] for r in runs],
+                            peak_mb=max(r["peak_mb"] for r in runs), nfe=NFE[method](kw | {"n_steps": kw.get("n_steps", 0)}),
+                            psnr=statistics.mean(runs[0]["psnr"].values()), kwargs=kw)
+    ref = rows.get("dds", {}).get("seconds")
+    print_fn(f"\n{size}^3 volume, {views}-view sparse-view CT, held-out phantom {data.TEST_SEEDS[0]}")
+    print_fn(f"{'method':<15}{'NFE/slice':>10}{'wall s':>9}{'runs':>22}{'peak MB':>9}{'PSNR':>7}{'x DDS':>7}")
+    for m, r in rows.items():
+        runs = ",".join(f"{s:.1f}" for s in r["runs"])
+        ratio = f"{r['seconds'] / ref:.1f}" if ref else "-"
+        print_fn(f"{m:<15}{r['nfe']:>10}{r['seconds']:>9.1f}{runs:>22}{r['peak_mb']:>9.0f}{r['psnr']:>7.2f}{ratio:>7}")
+    return dict(machine=machine(), network=net, mbir=mbir, rows=rows)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--size", type=int, default=64)
+    p.add_argument("--views", type=int, default=8)
+    p.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS))
+    p.add_argument("--dmbir-steps", type=int, default=DEFAULT_METHODS["diffusionmbir"]["n_steps"])
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--one", help=argparse.SUPPRESS)
+    a = p.parse_args(argv)
+    if a.one:
+        print(json.dumps(run_one(json.loads(a.one))))
+        return
+    methods = {m: dict(DEFAULT_METHODS[m]) for m in a.methods}
+    if "diffusionmbir" in methods:
+        methods["diffusionmbir"]["n_steps"] = a.dmbir_steps
+    bench(a.size, a.views, methods, a.repeats)
+
+
+if __name__ == "__main__":
+    main()
