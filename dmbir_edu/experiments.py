@@ -64,10 +64,13 @@ def operator(task, setting, size=64):
 
 def test_set(task, size=64, n_volumes=4, seeds=data.TEST_SEEDS, depth=None):
     """Held-out volumes: phantoms of ``seeds`` for CT, the MNI152 brain for MRI (as the paper's
-    brain test volume, with a prior trained on other data). ``depth`` slices (default ``size``)."""
-    if task == "mri":
-        return {"brain": data.brain(size, depth)}
-    return {f"phantom {s}": data.phantom(s, size, depth) for s in seeds[:n_volumes]}
+    brain test volume, with a prior trained on other data), each ``size``^3. ``depth`` keeps only
+    the central ``depth`` axial slices (same slice spacing; for quick runs)."""
+    vols = {"brain": data.brain(size)} if task == "mri" else {f"phantom {s}": data.phantom(s, size) for s in seeds[:n_volumes]}
+    if depth is not None:
+        z0 = (size - depth) // 2
+        vols = {name: x[z0:z0 + depth] for name, x in vols.items()}
+    return vols
 
 
 def method_kwargs(task, method, n_steps=None):
@@ -84,7 +87,7 @@ def run(task, settings, methods=METHODS, size=64, n_volumes=4, n_steps=None, see
     Each row: task, setting, method, volume, per-axis psnr / ssim, seconds, and the kwargs used.
     ``overrides`` maps a method to keyword arguments that replace ``PARAMS`` (used by ``tune``).
     ``keep=True`` also stores the reconstruction (``row["x_hat"]``) and the truth (``row["x"]``),
-    for pictures. ``depth`` sets the number of slices (default ``size``; fewer for quick runs).
+    for pictures. ``depth`` keeps the central ``depth`` slices of each volume (default: all; fewer for quick runs).
     """
     prior = prior if prior is not None else (load_prior() if set(methods) & {"slicewise", "diffusionmbir", "dds"} else None)
     rows = []
