@@ -77,17 +77,26 @@ NFE = {"fbp": lambda kw: 0, "admm_tv": lambda kw: 0, "dds": lambda kw: kw["n_ste
 
 
 def run_one(spec):
-    """Reconstruct once in this process; returns wall seconds, peak RSS (MB) and PSNR per axis."""
+    """Reconstruct once in this process; returns wall seconds, peak RSS (MB) and PSNR per axis.
+
+    ``spec``: size, views, method, kwargs, and optionally depth (axial slices D, default size)
+    and chunk (slices per network call). ``base_mb`` is the peak RSS before the reconstruction
+    (Python, torch, the prior, the operator and the volume).
+    """
     size, views, method, kw = spec["size"], spec["views"], spec["method"], spec["kwargs"]
-    x = data.phantom(data.TEST_SEEDS[0], size)
+    x = data.phantom(data.TEST_SEEDS[0], size, depth=spec.get("depth"))
     A = ParallelBeamCT(size, sparse_view_angles(views))
     prior = load_prior(image_size=size) if method in NFE and NFE[method](kw | {"n_steps": 1}) else None
+    if prior is not None and spec.get("chunk"):
+        prior.chunk = spec["chunk"]
     y = A(x)
+    base_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     t0 = time.perf_counter()
     x_hat = reconstruct(y, A, method, prior=prior, generator=torch.Generator().manual_seed(0), progress=False, **kw)
     seconds = time.perf_counter() - t0
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return dict(seconds=seconds, peak_mb=peak_mb, psnr={k: v["psnr"] for k, v in metrics.per_axis(x_hat, x).items()})
+    return dict(seconds=seconds, peak_mb=peak_mb, base_mb=base_mb,
+                psnr={k: v["psnr"] for k, v in metrics.per_axis(x_hat, x).items()})
 
 
 def run_in_fresh_process(spec):
