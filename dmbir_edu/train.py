@@ -22,6 +22,7 @@ appendix "Training the prior".
 import argparse
 import copy
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -124,13 +125,14 @@ def train(run_dir, steps, config=DEFAULT_UNET, batch_size=32, lr=5e-4, warmup=20
     return ema.eval()
 
 
-def export(run_dir, name, command, quality=None):
+def export(run_dir, name, command):
     """Write the EMA weights of ``run_dir`` as ``weights/<name>.safetensors``, its JSON card, and a
     copy of the run's loss log as ``weights/<name>.log.csv`` (the book plots the training curve
-    from it)."""
-    import shutil
-
+    from it). The card's "quality" is measured here: ``prior_quality.denoising_table``."""
     from safetensors.torch import save_file
+
+    from .prior import load_prior
+    from .prior_quality import denoising_table
 
     run_dir = Path(run_dir)
     args = json.loads((run_dir / "args.json").read_text())
@@ -142,8 +144,12 @@ def export(run_dir, name, command, quality=None):
                 steps=int(state["step"]), batch_size=args["batch_size"], images_seen=int(state["step"]) * args["batch_size"],
                 data=f"axial 64x64 slices of dmbir_edu.data.phantom(seed), seeds from 0 (2 volumes per step), seed={args['seed']}",
                 training_command=command, parameters=sum(v.numel() for v in net.values()),
-                sha256=sha256(path), quality=quality or {}, loss_log=f"{name}.log.csv")
+                sha256=sha256(path), quality={}, loss_log=f"{name}.log.csv")
     shutil.copyfile(run_dir / "log.csv", WEIGHTS_DIR / f"{name}.log.csv")
+    (WEIGHTS_DIR / f"{name}.json").write_text(json.dumps(card, indent=1) + "\n")
+    table = denoising_table(load_prior(name))
+    card["quality"] = {"denoising_psnr_db_held_out_slices": {str(s): r for s, r in table.items()},
+                       "measured_by": "dmbir_edu.prior_quality.denoising_table (TV weight tuned on validation slices)"}
     (WEIGHTS_DIR / f"{name}.json").write_text(json.dumps(card, indent=1) + "\n")
     return card
 
