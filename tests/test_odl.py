@@ -12,7 +12,7 @@ def test_projector_matches_odl_raytransform():
     A = dm.ParallelBeamCT(n, dm.sparse_view_angles(n_views))
     space = odl.uniform_discr([-n / 2, -n / 2], [n / 2, n / 2], (n, n), dtype="float64")
     geometry = odl.applications.tomo.Parallel2dGeometry(
-        odl.uniform_partition(0, np.pi, n_views),
+        odl.nonuniform_partition(A.angles.numpy()),          # our exact angles as sample points
         odl.uniform_partition(-A.n_detectors / 2, A.n_detectors / 2, A.n_detectors))
     R = odl.applications.tomo.RayTransform(space, geometry, impl="skimage")
     errs = []
