@@ -4,10 +4,11 @@ Usage (from the repository root)::
 
     python .ci/smoke_book.py [--out _build/smoke]
 
-1. Copies the book sources (``_toc.yml``, ``book/``) to ``OUT``.
+1. Copies the book sources (``_toc.yml``, ``book/`` without notebooks) to ``OUT``.
 2. Executes every chapter notebook listed in ``_toc.yml`` with papermill, ``SMOKE = True``
-   injected after its ``parameters`` cell, working directory ``book/``; the executed notebook
-   (with its outputs and saved widget state) replaces the stripped copy in ``OUT/book/``.
+   injected after its ``parameters`` cell, working directory ``book/``, into ``OUT/book/``
+   (outputs and saved widget state kept) -- unless ``tests/test_chapters.py`` already did so
+   (it writes to ``_build/smoke``), so CI executes each chapter once.
 3. Writes ``OUT/_config.yml``: the repository's ``_config.yml`` with
    ``execute.execute_notebooks: off``, so that Jupyter Book renders the executed copies as they
    are.
@@ -20,24 +21,13 @@ import argparse
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import papermill
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def toc_entries(node):
-    """All ``file:`` entries of a _toc.yml tree (root included), in reading order."""
-    entries = [node["root"]] if "root" in node else []
-    if "file" in node:
-        entries.append(node["file"])
-    for key in ("parts", "chapters", "sections"):
-        for child in node.get(key, []):
-            entries += toc_entries(child)
-    return entries
+sys.path.insert(0, str(ROOT / "tests"))
+from test_chapters import chapter_notebooks, execute_smoke  # noqa: E402  (one list, one runner)
 
 
 def main():
@@ -46,30 +36,20 @@ def main():
     args = parser.parse_args()
     out = (ROOT / args.out).resolve()
 
-    # 1. a fresh copy of the book sources
-    if out.exists():
-        shutil.rmtree(out)
-    shutil.copytree(ROOT / "book", out / "book", ignore=shutil.ignore_patterns("_build", ".ipynb_checkpoints"))
+    # 1. a copy of the book sources; executed notebooks already there (from the chapter tests,
+    #    which write to _build/smoke) are kept when newer than their source
+    shutil.copytree(ROOT / "book", out / "book", dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("_build", ".ipynb_checkpoints", "*.ipynb"))
     shutil.copy2(ROOT / "_toc.yml", out / "_toc.yml")
 
-    # 2. execute every chapter in smoke mode into the copy
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    for entry in toc_entries(toc):
-        source = ROOT / entry
-        source = source if source.suffix == ".ipynb" else source.with_suffix(".ipynb")
-        if not source.exists():
+    # 2. execute in smoke mode every chapter that has no up-to-date executed copy
+    for source in chapter_notebooks():
+        target = out / source.relative_to(ROOT)
+        if target.exists() and target.stat().st_mtime > source.stat().st_mtime:
+            print(f"{source.relative_to(ROOT)}: reusing the executed copy from the chapter tests", flush=True)
             continue
-        start = time.perf_counter()
-        papermill.execute_notebook(
-            str(source),
-            str(out / source.relative_to(ROOT)),
-            parameters={"SMOKE": True},
-            kernel_name="python3",
-            cwd=str(source.parent),
-            progress_bar=False,
-            execution_timeout=600,
-        )
-        print(f"{source.relative_to(ROOT)}: executed in smoke mode in {time.perf_counter() - start:.1f} s", flush=True)
+        seconds = execute_smoke(source, out)
+        print(f"{source.relative_to(ROOT)}: executed in smoke mode in {seconds:.1f} s", flush=True)
 
     # 3. the same configuration, but render the executed copies instead of executing again
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
