@@ -21,9 +21,12 @@ def psnr(x_hat, x_true, data_range=1.0):
 
 
 def ssim(x_hat, x_true, data_range=1.0):
-    """SSIM of one 2D image (scikit-image, 7x7 uniform window)."""
+    """SSIM of one 2D image (scikit-image, 7x7 uniform window; smaller and odd for images with a
+    side under 7 pixels, e.g. coronal slices of a few-slice smoke-test volume)."""
+    side = min(np.shape(x_true))
+    win = min(7, side if side % 2 else side - 1)
     return float(structural_similarity(np.asarray(x_true, dtype=np.float64), np.asarray(x_hat, dtype=np.float64),
-                                       data_range=data_range))
+                                       data_range=data_range, win_size=max(win, 3)))
 
 
 def per_axis(x_hat, x_true, data_range=1.0):
