@@ -12,6 +12,7 @@ import tomllib
 from pathlib import Path
 
 import yaml
+from test_chapters import toc_entries  # one walker of the _toc.yml tree
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -71,17 +72,6 @@ def test_python_versions_agree():
     assert pythons == ["python=3.11"]
 
 
-def toc_files(node):
-    """All ``file:`` entries of a _toc.yml tree (root included), in order."""
-    files = [node["root"]] if "root" in node else []
-    if "file" in node:
-        files.append(node["file"])
-    for key in ("parts", "chapters", "sections"):
-        for child in node.get(key, []):
-            files += toc_files(child)
-    return files
-
-
 def resolve(entry):
     """Jupyter Book lets a toc entry omit its suffix; find the actual file."""
     path = ROOT / entry
@@ -96,7 +86,7 @@ def toc_paths():
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
     assert toc["format"] == "jb-book"
     assert toc["root"] == "book/intro"
-    entries = toc_files(toc)
+    entries = toc_entries(toc)
     assert len(entries) == len(set(entries)), "a file is listed twice in _toc.yml"
     return entries, [resolve(e) for e in entries]
 
