@@ -170,7 +170,7 @@ def main(argv=None):
     for task, settings in jobs.items():
         if a.task in (task, "all"):
             rows += run(task, settings, a.methods, a.size, a.volumes, a.steps, progress=False)
-            print(table(rows), flush=True)
+    print(table(rows), flush=True)
     for m in a.methods:
         kw = method_kwargs("ct", m, a.steps)
         print(f"{m}: {kw}")
