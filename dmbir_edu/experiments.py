@@ -22,7 +22,7 @@ from . import data, metrics
 from .ct import ParallelBeamCT, limited_angle_angles, sparse_view_angles
 from .mri import CartesianMRI, uniform1d_mask, variable_density2d_mask
 from .prior import load_prior
-from .reconstruct import reconstruct
+from .reconstruct import DIFFUSION_METHODS, reconstruct
 
 METHODS = ("fbp", "admm_tv", "slicewise", "diffusionmbir", "dds")
 
@@ -92,7 +92,7 @@ def run(task, settings, methods=METHODS, size=64, n_volumes=4, n_steps=None, see
     ``keep=True`` also stores the reconstruction (``row["x_hat"]``) and the truth (``row["x"]``),
     for pictures. ``depth`` keeps the central ``depth`` slices of each volume (default: all; fewer for quick runs).
     """
-    prior = prior if prior is not None else (load_prior() if set(methods) & {"slicewise", "diffusionmbir", "dds"} else None)
+    prior = prior if prior is not None else (load_prior() if set(methods) & set(DIFFUSION_METHODS) else None)
     rows = []
     vols = test_set(task, size, n_volumes, seeds, depth)
     for setting in settings:
@@ -160,7 +160,7 @@ def main(argv=None):
     p.add_argument("--size", type=int, default=64)
     a = p.parse_args(argv)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, prior "
-          f"{'phantom64' if set(a.methods) & {'slicewise', 'diffusionmbir', 'dds'} else '-'}")
+          f"{'phantom64' if set(a.methods) & set(DIFFUSION_METHODS) else '-'}")
     if a.task == "tune":
         setting = {"sparse_view": a.views[0], "limited_angle": a.arc[0], "mri": a.accel[0]}[a.tune_task]
         tune(a.tune_task, setting, methods=[m for m in a.methods if m in TUNE_GRID], n_steps=a.steps)

@@ -8,7 +8,8 @@ from .ct import ParallelBeamCT
 from .mbir import admm_tv, conjugate_gradient
 from .operators import check_finite, check_last_dims
 
-METHODS = ("fbp", "adjoint", "cg", "admm_tv", "admm_tv_z", "slicewise", "diffusionmbir", "dds")
+DIFFUSION_METHODS = ("slicewise", "diffusionmbir", "dds")     # the methods that need a prior
+METHODS = ("fbp", "adjoint", "cg", "admm_tv", "admm_tv_z") + DIFFUSION_METHODS
 
 
 def least_squares(y, A, n_iter=20):
