@@ -5,6 +5,7 @@
     python -m dmbir_edu.experiments mri --accel 4 8
     python -m dmbir_edu.experiments all
     python -m dmbir_edu.experiments tune sparse_view      # pick lam / rho on VALIDATION seeds
+    python -m dmbir_edu.experiments steps --steps 100 300 1000 --depth 8   # step-count curve, VALIDATION
 
 Hyperparameters live in ``PARAMS``; they were picked with ``tune`` on ``data.VALIDATION_SEEDS``,
 never on the test volumes. Every number printed is measured by the run that prints it.
@@ -147,32 +148,60 @@ def tune(task, setting, methods=("admm_tv", "diffusionmbir"), n_steps=None, n_vo
             print(f"{task} {setting} {method} {point}: mean PSNR {mean_psnr(rows, method):.2f} dB", flush=True)
 
 
+# The step-count curve compares the method as released ((z, u) carried over all steps) with the
+# ablation that restarts (z, u) every step, and with the slice-wise sampler at the same steps.
+STEP_VARIANTS = {
+    "slicewise": ("slicewise", {}),
+    "diffusionmbir": ("diffusionmbir", {}),
+    "diffusionmbir (reset z, u)": ("diffusionmbir", dict(reset_admm=True)),
+}
+
+
+def step_curve(task, setting, steps, depth=None, n_volumes=1, progress=False):
+    """PSNR against the number of diffusion steps on the VALIDATION seeds (to choose the step count
+    and carried vs reset (z, u) without looking at the test volumes); prints one line per run."""
+    baseline = run(task, [setting], ["admm_tv"], n_volumes=n_volumes, seeds=data.VALIDATION_SEEDS, depth=depth)
+    print(f"{task} {setting} admm_tv: mean PSNR {mean_psnr(baseline, 'admm_tv'):.2f} dB", flush=True)
+    for n_steps, (label, (method, extra)) in itertools.product(steps, STEP_VARIANTS.items()):
+        rows = run(task, [setting], [method], n_volumes=n_volumes, n_steps=n_steps, seeds=data.VALIDATION_SEEDS,
+                   progress=progress, overrides={method: extra}, depth=depth)
+        axes = "  ".join(f"{a} {sum(r[a]['psnr'] for r in rows) / len(rows):.2f}" for a in metrics.AXES)
+        print(f"{task} {setting} {n_steps:>5} steps  {label:<28} mean PSNR {mean_psnr(rows, method):.2f} dB  "
+              f"({axes})  {sum(r['seconds'] for r in rows) / len(rows):.0f} s/vol", flush=True)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description="Per-axis PSNR / SSIM tables on held-out volumes.")
-    p.add_argument("task", choices=["sparse_view", "limited_angle", "mri", "all", "tune"])
+    p.add_argument("task", choices=["sparse_view", "limited_angle", "mri", "all", "tune", "steps"])
     p.add_argument("tune_task", nargs="?", default="sparse_view")
     p.add_argument("--views", type=int, nargs="+", default=[8, 4, 2])
     p.add_argument("--arc", type=float, nargs="+", default=[90.0])
     p.add_argument("--accel", nargs="+", default=["uniform1d-x4", "uniform1d-x8", "vd2d-x8"])
     p.add_argument("--methods", nargs="+", default=list(METHODS))
     p.add_argument("--volumes", type=int, default=4, help="number of held-out test volumes (CT)")
-    p.add_argument("--steps", type=int, default=None, help="diffusion steps (default: PARAMS)")
+    p.add_argument("--steps", type=int, nargs="+", default=None,
+                   help="diffusion steps (default: PARAMS); several values for the steps curve")
+    p.add_argument("--depth", type=int, default=None, help="keep the central DEPTH slices (quick runs)")
     p.add_argument("--size", type=int, default=64)
     a = p.parse_args(argv)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, prior "
           f"{'phantom64' if set(a.methods) & set(DIFFUSION_METHODS) else '-'}")
-    if a.task == "tune":
+    n_steps = a.steps[0] if a.steps else None
+    if a.task in ("tune", "steps"):
         setting = {"sparse_view": a.views[0], "limited_angle": a.arc[0], "mri": a.accel[0]}[a.tune_task]
-        tune(a.tune_task, setting, methods=[m for m in a.methods if m in TUNE_GRID], n_steps=a.steps)
+        if a.task == "tune":
+            tune(a.tune_task, setting, methods=[m for m in a.methods if m in TUNE_GRID], n_steps=n_steps)
+        else:
+            step_curve(a.tune_task, setting, a.steps or [100, 300, 1000], a.depth)
         return
     jobs = {"sparse_view": a.views, "limited_angle": a.arc, "mri": a.accel}
     rows = []
     for task, settings in jobs.items():
         if a.task in (task, "all"):
-            rows += run(task, settings, a.methods, a.size, a.volumes, a.steps, progress=False)
+            rows += run(task, settings, a.methods, a.size, a.volumes, n_steps, progress=False, depth=a.depth)
     print(table(rows), flush=True)
     for m in a.methods:
-        kw = method_kwargs("ct", m, a.steps)
+        kw = method_kwargs("ct", m, n_steps)
         print(f"{m}: {kw}")
 
 
