@@ -178,19 +178,22 @@ def click(browser, x, y):
         browser.send("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left", clickCount=1)
 
 
+def open_page(browser, html, timeout):
+    """Open a local HTML file in a new tab; True once its load event fired."""
+    target = browser.send("Target.createTarget", url="about:blank")["targetId"]
+    browser.session = browser.send("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+    for domain in ("Page", "Runtime", "Network", "Log"):
+        browser.send(f"{domain}.enable")
+    browser.send("Page.navigate", url=Path(html).resolve().as_uri())
+    return browser.wait_for_event("Page.loadEventFired", timeout)
+
+
 def check_page(html, executable="chromium", timeout=30, screenshot_path=None):
     """Run checks (a) and (b) on one built page; return a dict of findings."""
     browser = Chromium(shutil.which(executable) or executable)
     report = {"page": str(html)}
     try:
-        target = browser.send("Target.createTarget", url="about:blank")["targetId"]
-        browser.session = browser.send("Target.attachToTarget", targetId=target, flatten=True)[
-            "sessionId"
-        ]
-        for domain in ("Page", "Runtime", "Network", "Log"):
-            browser.send(f"{domain}.enable")
-        browser.send("Page.navigate", url=Path(html).resolve().as_uri())
-        report["loaded"] = browser.wait_for_event("Page.loadEventFired", timeout)
+        report["loaded"] = open_page(browser, html, timeout)
 
         images = wait_until(
             browser, f"{WIDGET_IMAGES}.length > 0 && {WIDGET_IMAGES}.every(i => i.complete)", timeout

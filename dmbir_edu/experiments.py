@@ -157,17 +157,22 @@ STEP_VARIANTS = {
 }
 
 
-def step_curve(task, setting, steps, depth=None, n_volumes=1, progress=False):
+def step_curve(task, setting, steps, depth=None, n_volumes=1, size=64, prior=None, progress=False):
     """PSNR against the number of diffusion steps on the VALIDATION seeds (to choose the step count
-    and carried vs reset (z, u) without looking at the test volumes); prints one line per run."""
-    baseline = run(task, [setting], ["admm_tv"], n_volumes=n_volumes, seeds=data.VALIDATION_SEEDS, depth=depth)
+    and carried vs reset (z, u) without looking at the test volumes); prints one line per run and
+    returns {(n_steps, variant): mean PSNR over axes and volumes}."""
+    prior = prior if prior is not None else load_prior()
+    common = dict(size=size, n_volumes=n_volumes, seeds=data.VALIDATION_SEEDS, depth=depth, progress=progress)
+    baseline = run(task, [setting], ["admm_tv"], **common)
     print(f"{task} {setting} admm_tv: mean PSNR {mean_psnr(baseline, 'admm_tv'):.2f} dB", flush=True)
+    curve = {}
     for n_steps, (label, (method, extra)) in itertools.product(steps, STEP_VARIANTS.items()):
-        rows = run(task, [setting], [method], n_volumes=n_volumes, n_steps=n_steps, seeds=data.VALIDATION_SEEDS,
-                   progress=progress, overrides={method: extra}, depth=depth)
+        rows = run(task, [setting], [method], n_steps=n_steps, prior=prior, overrides={method: extra}, **common)
+        curve[n_steps, label] = mean_psnr(rows, method)
         axes = "  ".join(f"{a} {sum(r[a]['psnr'] for r in rows) / len(rows):.2f}" for a in metrics.AXES)
-        print(f"{task} {setting} {n_steps:>5} steps  {label:<28} mean PSNR {mean_psnr(rows, method):.2f} dB  "
+        print(f"{task} {setting} {n_steps:>5} steps  {label:<28} mean PSNR {curve[n_steps, label]:.2f} dB  "
               f"({axes})  {sum(r['seconds'] for r in rows) / len(rows):.0f} s/vol", flush=True)
+    return curve
 
 
 def main(argv=None):

@@ -27,3 +27,12 @@ def test_bench_runs_one_method_and_reports_memory():
     r = bench.run_one(dict(size=16, views=4, method="fbp", kwargs={}))
     assert r["seconds"] >= 0 and r["peak_mb"] > 0 and set(r["psnr"]) == {"axial", "coronal", "sagittal"}
     assert "cores" in bench.machine()
+
+
+def test_step_curve_runs_every_variant_on_validation_seeds(capsys):
+    prior = dm.load_prior(image_size=16)                      # the 64 prior run on 16 x 16 slices
+    curve = experiments.step_curve("sparse_view", 4, [2], depth=3, size=16, prior=prior)
+    assert set(curve) == {(2, label) for label in experiments.STEP_VARIANTS}
+    assert all(v == v for v in curve.values())                # measured, finite
+    out = capsys.readouterr().out
+    assert "admm_tv" in out and "reset" in out
