@@ -7,7 +7,8 @@ Usage (from the repository root, after ``jupyter-book build .``)::
 Writes, as crops of the pages as a reader sees them:
 
 * ``docs/screenshot_sparse_view.png``: chapter 5, the orthogonal views (axial, coronal,
-  sagittal) of section 1, FBP and slice-wise diffusion against the truth;
+  sagittal) of every method at 8 views, with their error maps (the first position of the
+  chapter's view-count slider);
 * ``docs/screenshot_slider_first.png`` and ``docs/screenshot_slider_last.png``: chapter 2, the
   kernel-free TV-weight slider (no Python kernel, saved widget state) at its first and last
   position, so the README shows that moving it changes the picture.
@@ -32,7 +33,7 @@ RECT = """(() => {{
     const r = el.getBoundingClientRect();
     return {{x: r.left + window.scrollX, y: r.top + window.scrollY, width: r.width, height: r.height}};
 }})()"""
-ORTHOVIEWS = "document.querySelector('section#slice-by-slice-is-not-enough .cell_output img')"
+ORTHOVIEWS = "document.querySelector('img.widget-image').closest('.cell_output')"    # the view-count slider
 SLIDER_WIDGET = "document.querySelector('.widget-slider').closest('.cell_output')"
 
 
@@ -53,6 +54,7 @@ def main(html_root):
     browser = Chromium("chromium")
     try:
         open_page(browser, html_root / "book" / "05_diffusionmbir.html", 30)
+        wait_until(browser, f"{WIDGET_IMAGES}.length > 0 && {WIDGET_IMAGES}.every(i => i.complete)", 30)
         capture(browser, ORTHOVIEWS, docs / "screenshot_sparse_view.png")
 
         open_page(browser, html_root / "book" / "02_mbir.html", 30)
