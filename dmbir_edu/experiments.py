@@ -27,6 +27,10 @@ from .reconstruct import DIFFUSION_METHODS, reconstruct
 
 METHODS = ("fbp", "admm_tv", "slicewise", "diffusionmbir", "dds")
 
+# Every experiment of the book: task -> settings (views, arc in degrees, MRI masks). The command
+# line's defaults and the appendix "Results" both read it.
+JOBS = {"sparse_view": [8, 4, 2], "limited_angle": [90.0], "mri": ["uniform1d-x4", "uniform1d-x8", "vd2d-x8"]}
+
 # Per (task, method) keyword arguments, chosen by ``tune`` on the validation seeds.
 PARAMS = {
     ("ct", "admm_tv"): dict(lam=0.1, rho=1.0, n_iter=30, n_cg=20),
@@ -179,9 +183,9 @@ def main(argv=None):
     p = argparse.ArgumentParser(description="Per-axis PSNR / SSIM tables on held-out volumes.")
     p.add_argument("task", choices=["sparse_view", "limited_angle", "mri", "all", "tune", "steps"])
     p.add_argument("tune_task", nargs="?", default="sparse_view")
-    p.add_argument("--views", type=int, nargs="+", default=[8, 4, 2])
-    p.add_argument("--arc", type=float, nargs="+", default=[90.0])
-    p.add_argument("--accel", nargs="+", default=["uniform1d-x4", "uniform1d-x8", "vd2d-x8"])
+    p.add_argument("--views", type=int, nargs="+", default=JOBS["sparse_view"])
+    p.add_argument("--arc", type=float, nargs="+", default=JOBS["limited_angle"])
+    p.add_argument("--accel", nargs="+", default=JOBS["mri"])
     p.add_argument("--methods", nargs="+", default=list(METHODS))
     p.add_argument("--volumes", type=int, default=4, help="number of held-out test volumes (CT)")
     p.add_argument("--steps", type=int, nargs="+", default=None,
