@@ -138,6 +138,7 @@ class Chromium:
 
 WIDGET_IMAGES = "Array.from(document.querySelectorAll('img.widget-image'))"
 VISIBLE_IMAGE = f"{WIDGET_IMAGES}.find(img => img.offsetParent !== null)"
+IMAGES_LOADED = f"{WIDGET_IMAGES}.length > 0 && {WIDGET_IMAGES}.every(img => img.complete)"
 IMAGES_STATE = f"""{WIDGET_IMAGES}.map(img => ({{
     complete: img.complete, width: img.naturalWidth, visible: img.offsetParent !== null}}))"""
 FIRST_SLIDER_RECT = """(() => {
@@ -178,6 +179,12 @@ def click(browser, x, y):
         browser.send("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left", clickCount=1)
 
 
+def move_first_slider_to_end(browser):
+    """Click the right end of the page's first slider (located afresh: the page may have scrolled)."""
+    slider = browser.evaluate(FIRST_SLIDER_RECT)
+    click(browser, slider["x"] + slider["width"] - 2, slider["y"] + slider["height"] / 2)
+
+
 def open_page(browser, html, timeout):
     """Open a local HTML file in a new tab; True once its load event fired."""
     target = browser.send("Target.createTarget", url="about:blank")["targetId"]
@@ -195,9 +202,7 @@ def check_page(html, executable="chromium", timeout=30, screenshot_path=None):
     try:
         report["loaded"] = open_page(browser, html, timeout)
 
-        images = wait_until(
-            browser, f"{WIDGET_IMAGES}.length > 0 && {WIDGET_IMAGES}.every(i => i.complete)", timeout
-        ) and browser.evaluate(IMAGES_STATE)
+        images = wait_until(browser, IMAGES_LOADED, timeout) and browser.evaluate(IMAGES_STATE)
         report["images"] = images or []
         report["images_rendered"] = bool(images) and all(i["width"] > 0 for i in images)
 
@@ -206,8 +211,7 @@ def check_page(html, executable="chromium", timeout=30, screenshot_path=None):
         if report["images_rendered"] and slider:
             before_rect = browser.evaluate(VISIBLE_IMAGE_RECT)
             before = (browser.evaluate(f"{VISIBLE_IMAGE}.src"), screenshot(browser, before_rect))
-            slider = browser.evaluate(FIRST_SLIDER_RECT)  # the page may have scrolled
-            click(browser, slider["x"] + slider["width"] - 2, slider["y"] + slider["height"] / 2)
+            move_first_slider_to_end(browser)
             time.sleep(0.5)
             after_rect = browser.evaluate(VISIBLE_IMAGE_RECT)
             after = (browser.evaluate(f"{VISIBLE_IMAGE}.src"), screenshot(browser, after_rect))

@@ -176,7 +176,7 @@ def step_curve(task, setting, steps, depth=None, n_volumes=1, size=64, prior=Non
     for n_steps, (label, (method, extra)) in itertools.product(steps, STEP_VARIANTS.items()):
         rows = run(task, [setting], [method], n_steps=n_steps, prior=prior, overrides={method: extra}, **common)
         curve[n_steps, label] = mean_psnr(rows, method)
-        axes = "  ".join(f"{a} {sum(r[a]['psnr'] for r in rows) / len(rows):.2f}" for a in metrics.AXES)
+        axes = "  ".join(f"{a} {mean_psnr(rows, method, (a,)):.2f}" for a in metrics.AXES)
         print(f"{task} {setting} {n_steps:>5} steps  {label:<28} mean PSNR {curve[n_steps, label]:.2f} dB  "
               f"({axes})  {sum(r['seconds'] for r in rows) / len(rows):.0f} s/vol", flush=True)
     return curve

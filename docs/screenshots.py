@@ -16,14 +16,14 @@ Writes, as crops of the pages as a reader sees them:
 It reuses the DevTools client of ``.ci/browser_check.py`` and exits with 1 if an element is
 missing or the two slider pictures are identical.
 """
-import base64
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / ".ci"))
-from browser_check import FIRST_SLIDER_RECT, WIDGET_IMAGES, Chromium, click, open_page, wait_until  # noqa: E402
+from browser_check import (  # noqa: E402
+    IMAGES_LOADED, Chromium, move_first_slider_to_end, open_page, screenshot, wait_until)
 
 # the element's box in page coordinates (Page.captureScreenshot clips in page coordinates)
 RECT = """(() => {{
@@ -42,7 +42,7 @@ def capture(browser, element, path):
     if rect is None:
         raise SystemExit(f"{path.name}: element not found ({element})")
     time.sleep(0.3)                                   # let the scroll settle before the capture
-    png = base64.b64decode(browser.send("Page.captureScreenshot", format="png", clip={**rect, "scale": 1})["data"])
+    png = screenshot(browser, rect)
     path.write_bytes(png)
     print(f"wrote {path.relative_to(ROOT)} ({rect['width']:.0f} x {rect['height']:.0f} px)")
     return png
@@ -54,14 +54,13 @@ def main(html_root):
     browser = Chromium("chromium")
     try:
         open_page(browser, html_root / "book" / "05_diffusionmbir.html", 30)
-        wait_until(browser, f"{WIDGET_IMAGES}.length > 0 && {WIDGET_IMAGES}.every(i => i.complete)", 30)
+        wait_until(browser, IMAGES_LOADED, 30)
         capture(browser, ORTHOVIEWS, docs / "screenshot_sparse_view.png")
 
         open_page(browser, html_root / "book" / "02_mbir.html", 30)
-        wait_until(browser, f"{WIDGET_IMAGES}.length > 0 && {WIDGET_IMAGES}.every(i => i.complete)", 30)
+        wait_until(browser, IMAGES_LOADED, 30)
         first = capture(browser, SLIDER_WIDGET, docs / "screenshot_slider_first.png")
-        slider = browser.evaluate(FIRST_SLIDER_RECT)
-        click(browser, slider["x"] + slider["width"] - 2, slider["y"] + slider["height"] / 2)
+        move_first_slider_to_end(browser)
         time.sleep(0.5)
         last = capture(browser, SLIDER_WIDGET, docs / "screenshot_slider_last.png")
     finally:
