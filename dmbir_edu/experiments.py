@@ -25,7 +25,19 @@ from .mri import CartesianMRI, uniform1d_mask, variable_density2d_mask
 from .prior import load_prior
 from .reconstruct import DIFFUSION_METHODS, reconstruct
 
-METHODS = ("fbp", "admm_tv", "slicewise", "diffusionmbir", "dds")
+# The rows of every table: a label -> (the method passed to ``reconstruct``, keyword arguments added
+# to its PARAMS). "dmbir_reset" is the ablation of chapter 5 run as a method of its own: DiffusionMBIR
+# with (z, u) restarted from zero at every diffusion step, so the z-penalty is quadratic (weight rho)
+# and lam is unused. It is NOT the released algorithm; it is in the tables because at the step counts
+# a CPU affords it beat the released method on the validation volumes (see PARAMS).
+VARIANTS = {m: (m, {}) for m in ("fbp", "admm_tv", "slicewise", "diffusionmbir")}
+VARIANTS |= {"dmbir_reset": ("diffusionmbir", dict(reset_admm=True)), "dds": ("dds", {})}
+METHODS = tuple(VARIANTS)
+
+
+def method_of(label):
+    """The ``reconstruct`` method behind a table row's label."""
+    return VARIANTS.get(label, (label, {}))[0]
 
 # Every experiment of the book: task -> settings (views, arc in degrees, MRI masks). The command
 # line's defaults and the appendix "Results" both read it.
@@ -73,47 +85,55 @@ def operator(task, setting, size=64):
     raise ValueError(f"unknown task {task!r}")
 
 
-def test_set(task, size=64, n_volumes=4, seeds=data.TEST_SEEDS, depth=None):
-    """Held-out volumes: phantoms of ``seeds`` for CT, the MNI152 brain for MRI (as the paper's
-    brain test volume, with a prior trained on other data), each ``size``^3. ``depth`` keeps only
-    the central ``depth`` axial slices (same slice spacing; for quick runs)."""
-    vols = {"brain": data.brain(size)} if task == "mri" else {f"phantom {s}": data.phantom(s, size) for s in seeds[:n_volumes]}
+def test_set(task, size=64, n_volumes=4, seeds=None, depth=None):
+    """Held-out volumes, each ``size``^3: by default (``seeds=None``) the test set, i.e. the phantoms
+    of ``data.TEST_SEEDS`` for CT and the MNI152 brain for MRI (as the paper's brain test volume,
+    with a prior trained on other data); with ``seeds`` (e.g. ``data.VALIDATION_SEEDS``), the
+    phantoms of those seeds for every task: there is only one brain, so MRI is validated on phantoms.
+    ``depth`` keeps only the central ``depth`` axial slices (same slice spacing; for quick runs)."""
+    if task == "mri" and seeds is None:
+        vols = {"brain": data.brain(size)}
+    else:
+        vols = {f"phantom {s}": data.phantom(s, size) for s in (seeds or data.TEST_SEEDS)[:n_volumes]}
     if depth is not None:
         z0 = (size - depth) // 2
         vols = {name: x[z0:z0 + depth] for name, x in vols.items()}
     return vols
 
 
-def method_kwargs(task, method, n_steps=None):
-    kw = dict(PARAMS.get(("mri" if task == "mri" else "ct", method), {}))
+def method_kwargs(task, label, n_steps=None):
+    """The keyword arguments of one table row (a ``VARIANTS`` label or a ``reconstruct`` method):
+    PARAMS of its method, the variant's own, and ``n_steps`` if given (DDS: at most its PARAMS steps)."""
+    kw = dict(PARAMS.get(("mri" if task == "mri" else "ct", method_of(label)), {})) | VARIANTS.get(label, (label, {}))[1]
     if n_steps is not None and "n_steps" in kw:
-        kw["n_steps"] = n_steps if method != "dds" else min(n_steps, kw["n_steps"])
+        kw["n_steps"] = n_steps if label != "dds" else min(n_steps, kw["n_steps"])
     return kw
 
 
 def run(task, settings, methods=METHODS, size=64, n_volumes=4, n_steps=None, seed=0, prior=None,
-        seeds=data.TEST_SEEDS, progress=True, overrides=None, keep=False, depth=None):
-    """Reconstruct every test volume with every method; returns a list of result rows.
+        seeds=None, progress=True, overrides=None, keep=False, depth=None):
+    """Reconstruct every test volume with every method (a ``VARIANTS`` label); returns a list of rows.
 
-    Each row: task, setting, method, volume, per-axis psnr / ssim, seconds, and the kwargs used.
+    Each row: task, setting, method (the label), volume, per-axis psnr / ssim, seconds, and the kwargs used.
     ``overrides`` maps a method to keyword arguments that replace ``PARAMS`` (used by ``tune``).
     ``keep=True`` also stores the reconstruction (``row["x_hat"]``) and the truth (``row["x"]``),
     for pictures. ``depth`` keeps the central ``depth`` slices of each volume (default: all; fewer for quick runs).
     """
-    prior = prior if prior is not None else (load_prior() if set(methods) & set(DIFFUSION_METHODS) else None)
+    needs_prior = {method_of(m) for m in methods} & set(DIFFUSION_METHODS)
+    prior = prior if prior is not None else (load_prior() if needs_prior else None)
     rows = []
     vols = test_set(task, size, n_volumes, seeds, depth)
     for setting in settings:
         A = operator(task, setting, size)
-        for (name, x), method in itertools.product(vols.items(), methods):
-            if method == "fbp" and not isinstance(A, ParallelBeamCT):
-                method = "adjoint"                                   # zero-filled for MRI
-            kw = method_kwargs(task, method, n_steps) | (overrides or {}).get(method, {})
+        for (name, x), label in itertools.product(vols.items(), methods):
+            if label == "fbp" and not isinstance(A, ParallelBeamCT):
+                label = "adjoint"                                    # zero-filled for MRI
+            kw = method_kwargs(task, label, n_steps) | (overrides or {}).get(label, {})
             y = A(x)
             t0 = time.perf_counter()
-            x_hat = reconstruct(y, A, method, prior=prior, generator=torch.Generator().manual_seed(seed),
-                                progress=progress, **kw)
-            rows.append(dict(task=task, setting=setting, method=method, volume=name, seconds=time.perf_counter() - t0,
+            x_hat = reconstruct(y, A, method_of(label), prior=prior,
+                                generator=torch.Generator().manual_seed(seed), progress=progress, **kw)
+            rows.append(dict(task=task, setting=setting, method=label, volume=name, seconds=time.perf_counter() - t0,
                              kwargs=kw, **metrics.per_axis(x_hat.float(), x)))
             if keep:
                 rows[-1].update(x_hat=x_hat.float(), x=x)
@@ -157,11 +177,7 @@ def tune(task, setting, methods=("admm_tv", "diffusionmbir"), n_steps=None, n_vo
 
 # The step-count curve compares the method as released ((z, u) carried over all steps) with the
 # ablation that restarts (z, u) every step, and with the slice-wise sampler at the same steps.
-STEP_VARIANTS = {
-    "slicewise": ("slicewise", {}),
-    "diffusionmbir": ("diffusionmbir", {}),
-    "diffusionmbir (reset z, u)": ("diffusionmbir", dict(reset_admm=True)),
-}
+STEP_VARIANTS = ("slicewise", "diffusionmbir", "dmbir_reset")
 
 
 def step_curve(task, setting, steps, depth=None, n_volumes=1, size=64, prior=None, progress=False):
@@ -173,10 +189,10 @@ def step_curve(task, setting, steps, depth=None, n_volumes=1, size=64, prior=Non
     baseline = run(task, [setting], ["admm_tv"], **common)
     print(f"{task} {setting} admm_tv: mean PSNR {mean_psnr(baseline, 'admm_tv'):.2f} dB", flush=True)
     curve = {}
-    for n_steps, (label, (method, extra)) in itertools.product(steps, STEP_VARIANTS.items()):
-        rows = run(task, [setting], [method], n_steps=n_steps, prior=prior, overrides={method: extra}, **common)
-        curve[n_steps, label] = mean_psnr(rows, method)
-        axes = "  ".join(f"{a} {mean_psnr(rows, method, (a,)):.2f}" for a in metrics.AXES)
+    for n_steps, label in itertools.product(steps, STEP_VARIANTS):
+        rows = run(task, [setting], [label], n_steps=n_steps, prior=prior, **common)
+        curve[n_steps, label] = mean_psnr(rows, label)
+        axes = "  ".join(f"{a} {mean_psnr(rows, label, (a,)):.2f}" for a in metrics.AXES)
         print(f"{task} {setting} {n_steps:>5} steps  {label:<28} mean PSNR {curve[n_steps, label]:.2f} dB  "
               f"({axes})  {sum(r['seconds'] for r in rows) / len(rows):.0f} s/vol", flush=True)
     return curve
@@ -197,7 +213,7 @@ def main(argv=None):
     p.add_argument("--size", type=int, default=64)
     a = p.parse_args(argv)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, prior "
-          f"{'phantom64' if set(a.methods) & set(DIFFUSION_METHODS) else '-'}")
+          f"{'phantom64' if {method_of(m) for m in a.methods} & set(DIFFUSION_METHODS) else '-'}")
     n_steps = a.steps[0] if a.steps else None
     if a.task in ("tune", "steps"):
         setting = {"sparse_view": a.views[0], "limited_angle": a.arc[0], "mri": a.accel[0]}[a.tune_task]

@@ -1,4 +1,6 @@
 """The command-line experiments and the benchmark harness run and print measured tables."""
+import torch
+
 import dmbir_edu as dm
 from dmbir_edu import bench, experiments
 
@@ -36,3 +38,20 @@ def test_step_curve_runs_every_variant_on_validation_seeds(capsys):
     assert all(v == v for v in curve.values())                # measured, finite
     out = capsys.readouterr().out
     assert "admm_tv" in out and "reset" in out
+
+
+def test_variant_rows_pass_their_own_arguments_to_the_method():
+    kw = experiments.method_kwargs("sparse_view", "dmbir_reset", n_steps=2)
+    assert kw == experiments.method_kwargs("sparse_view", "diffusionmbir", n_steps=2) | dict(reset_admm=True)
+    prior = dm.load_prior(image_size=16)
+    rows = experiments.run("sparse_view", [4], ["diffusionmbir", "dmbir_reset"], size=16, n_volumes=1, n_steps=2,
+                           depth=3, prior=prior, progress=False, keep=True)
+    carried, reset = rows
+    assert reset["method"] == "dmbir_reset" and reset["kwargs"]["reset_admm"] is True
+    assert not torch.equal(carried["x_hat"], reset["x_hat"])   # same seed: only the reset differs
+
+
+def test_mri_is_tested_on_the_brain_and_validated_on_phantoms():
+    assert list(experiments.test_set("mri", 16, depth=2)) == ["brain"]
+    validation = experiments.test_set("mri", 16, n_volumes=1, seeds=dm.data.VALIDATION_SEEDS, depth=2)
+    assert list(validation) == [f"phantom {dm.data.VALIDATION_SEEDS[0]}"]

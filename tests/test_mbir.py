@@ -15,6 +15,19 @@ def test_cg_solves_random_spd_system():
     assert float((x - x_true).norm() / x_true.norm()) < 1e-8
 
 
+def test_cg_past_convergence_stays_put_in_float32():
+    # MRI's normal operator Re(F^H M F) has eigenvalues {0, 1/2, 1}: per-slice CG converges exactly in
+    # a few iterations, after which an unguarded CG divides float32 round-off by round-off and explodes
+    A = dm.CartesianMRI(dm.uniform1d_mask(32, 4.0, center_fraction=0.08, seed=0))
+    x_true = dm.data.phantom(dm.data.TEST_SEEDS[0], 32, 4)
+    ATy = A.adjoint(A(x_true))
+    x0 = torch.randn(x_true.shape, generator=torch.Generator().manual_seed(0))
+    normal = lambda v: A.adjoint(A(v))                                    # noqa: E731
+    x3, x20 = (dm.conjugate_gradient(normal, ATy, x0, n_iter=n, dims=(-2, -1)) for n in (3, 20))
+    assert float((normal(x20) - ATy).norm() / ATy.norm()) < 1e-4
+    assert float((x20 - x3).norm() / x3.norm()) < 1e-4
+
+
 def test_soft_threshold_is_the_l1_prox():
     v = torch.tensor([-3.0, -0.5, 0.0, 0.2, 2.0])
     assert dm.soft_threshold(v, 1.0).tolist() == [-2.0, 0.0, 0.0, 0.0, 1.0]
