@@ -25,39 +25,53 @@ from .mri import CartesianMRI, uniform1d_mask, variable_density2d_mask
 from .prior import load_prior
 from .reconstruct import DIFFUSION_METHODS, reconstruct
 
-# The rows of every table: a label -> (the method passed to ``reconstruct``, keyword arguments added
-# to its PARAMS). "dmbir_reset" is the ablation of chapter 5 run as a method of its own: DiffusionMBIR
-# with (z, u) restarted from zero at every diffusion step, so the z-penalty is quadratic (weight rho)
-# and lam is unused. It is NOT the released algorithm; it is in the tables because at the step counts
-# a CPU affords it beat the released method on the validation volumes (see PARAMS).
-VARIANTS = {m: (m, {}) for m in ("fbp", "admm_tv", "slicewise", "diffusionmbir")}
-VARIANTS |= {"dmbir_reset": ("diffusionmbir", dict(reset_admm=True)), "dds": ("dds", {})}
-METHODS = tuple(VARIANTS)
+# The rows of every table are labels: a ``reconstruct`` method, or a variant of one listed here
+# (label -> method; its own arguments are in PARAMS). "dmbir_reset" is the ablation of chapter 5 run
+# as a method of its own: DiffusionMBIR with (z, u) restarted from zero at every diffusion step, so
+# the z-penalty is quadratic (weight rho) and lam is unused. It is NOT the released algorithm; it is
+# in the tables because at the step counts a CPU affords it beat the released method on the
+# validation volumes (see PARAMS).
+VARIANTS = {"dmbir_reset": "diffusionmbir"}
+METHODS = ("fbp", "admm_tv", "slicewise", "diffusionmbir", "dmbir_reset", "dds")
 
 
 def method_of(label):
     """The ``reconstruct`` method behind a table row's label."""
-    return VARIANTS.get(label, (label, {}))[0]
+    return VARIANTS.get(label, label)
+
 
 # Every experiment of the book: task -> settings (views, arc in degrees, MRI masks). The command
 # line's defaults and the appendix "Results" both read it.
 JOBS = {"sparse_view": [8, 4, 2], "limited_angle": [90.0], "mri": ["uniform1d-x4", "uniform1d-x8", "vd2d-x8"]}
 
-# Per (task, method) keyword arguments, chosen by ``tune`` on the validation seeds.
+# Per (task family, row label) keyword arguments, chosen on the validation seeds (``tune``,
+# ``step_curve`` and the n_cg runs below), never on the test volumes.
 PARAMS = {
     ("ct", "admm_tv"): dict(lam=0.1, rho=1.0, n_iter=30, n_cg=20),
-    ("ct", "slicewise"): dict(n_steps=100, n_cg=1),
     # tuned on validation phantom 9000000 at 8 views (a partial grid, for time): dds with
     # lam / rho = 0.001 at rho in {3, 10, 30} -> rho = 10 best; diffusionmbir (16 central slices,
-    # 100 steps) with lam / rho = 0.004 at rho in {3, 10, 30}: 0.2 dB spread, rho = 10 kept
-    # `steps --steps 100 300 1000 --depth 8` on validation phantom 9000000, 8 views (ADMM-TV 20.77 dB):
-    # carried (z, u) 19.45 / 22.96 / 26.31 dB, reset every step 23.26 / 27.62 / 27.97, slice-wise
-    # 20.16 / 22.82 / 25.35. 100 steps is what the CPU budget allows; the released method needs ~1000.
+    # 100 steps) with lam / rho = 0.004 at rho in {3, 10, 30}: 0.2 dB spread, rho = 10 kept.
+    # `steps --steps 100 300 1000 --depth 8` on validation phantom 9000000, 8 views, n_cg = 1
+    # (ADMM-TV 20.77 dB): carried (z, u) 19.45 / 22.96 / 26.31 dB, reset every step
+    # 23.26 / 27.62 / 27.97, slice-wise 20.16 / 22.82 / 25.35. 100 steps is what the CPU budget
+    # allows; the released method needs ~1000.
+    # CG iterations per step, same volume, 8 central slices, 100 steps, n_cg = 1 -> 5: slice-wise
+    # 20.16 -> 23.04 dB, reset 23.26 -> 27.95, carried 19.45 -> -12.05 (diverges: with an accurate
+    # x-update the carried z - u, which holds the z-differences of earlier, noisier samples, pins
+    # that noise into x; the released n_cg = 1 pulls weakly enough). Limited angle 90 deg, same
+    # protocol (ADMM-TV 22.00): slice-wise 17.31 -> 20.31, reset 17.52 -> 26.15, carried 16.84 -> 20.58.
+    ("ct", "slicewise"): dict(n_steps=100, n_cg=5),
     ("ct", "diffusionmbir"): dict(n_steps=100, lam=0.04, rho=10.0, n_cg=1),
+    ("ct", "dmbir_reset"): dict(n_steps=100, rho=10.0, n_cg=5, reset_admm=True),
     ("ct", "dds"): dict(n_steps=50, lam=0.01, rho=10.0, n_cg=5, eta=0.85),
+    # MRI: the test volume is the brain; validation runs on phantoms (``test_set``). Step curve at 100
+    # steps, 8 central slices of validation phantom 9000000 (n_cg = 1): uniform1d-x4 ADMM-TV 26.80,
+    # slice-wise 30.17, carried 32.37, reset 31.06 dB; uniform1d-x8 ADMM-TV 17.97, slice-wise 17.15,
+    # carried 19.32, reset 19.65. lam / rho not tuned.
     ("mri", "admm_tv"): dict(lam=0.01, rho=0.1, n_iter=30, n_cg=20),
     ("mri", "slicewise"): dict(n_steps=100, n_cg=1),
     ("mri", "diffusionmbir"): dict(n_steps=100, lam=0.005, rho=0.1, n_cg=1),
+    ("mri", "dmbir_reset"): dict(n_steps=100, rho=0.1, n_cg=1, reset_admm=True),
     ("mri", "dds"): dict(n_steps=50, lam=0.005, rho=0.1, n_cg=5, eta=0.85),
 }
 
@@ -102,9 +116,9 @@ def test_set(task, size=64, n_volumes=4, seeds=None, depth=None):
 
 
 def method_kwargs(task, label, n_steps=None):
-    """The keyword arguments of one table row (a ``VARIANTS`` label or a ``reconstruct`` method):
-    PARAMS of its method, the variant's own, and ``n_steps`` if given (DDS: at most its PARAMS steps)."""
-    kw = dict(PARAMS.get(("mri" if task == "mri" else "ct", method_of(label)), {})) | VARIANTS.get(label, (label, {}))[1]
+    """The keyword arguments of one table row (a ``reconstruct`` method or a ``VARIANTS`` label):
+    its PARAMS, with ``n_steps`` if given (DDS: at most its PARAMS steps)."""
+    kw = dict(PARAMS.get(("mri" if task == "mri" else "ct", label), {}))
     if n_steps is not None and "n_steps" in kw:
         kw["n_steps"] = n_steps if label != "dds" else min(n_steps, kw["n_steps"])
     return kw
@@ -112,7 +126,7 @@ def method_kwargs(task, label, n_steps=None):
 
 def run(task, settings, methods=METHODS, size=64, n_volumes=4, n_steps=None, seed=0, prior=None,
         seeds=None, progress=True, overrides=None, keep=False, depth=None):
-    """Reconstruct every test volume with every method (a ``VARIANTS`` label); returns a list of rows.
+    """Reconstruct every test volume with every method (or ``VARIANTS`` label); returns a list of rows.
 
     Each row: task, setting, method (the label), volume, per-axis psnr / ssim, seconds, and the kwargs used.
     ``overrides`` maps a method to keyword arguments that replace ``PARAMS`` (used by ``tune``).
