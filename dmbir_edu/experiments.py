@@ -242,9 +242,9 @@ def main(argv=None):
         if a.task in (task, "all"):
             rows += run(task, settings, a.methods, a.size, a.volumes, n_steps, progress=False, depth=a.depth)
     print(table(rows), flush=True)
-    for m in a.methods:
-        kw = method_kwargs("ct", m, n_steps)
-        print(f"{m}: {kw}")
+    for task in dict.fromkeys(r["task"] for r in rows):             # the arguments each task's rows used
+        for m in a.methods:
+            print(f"{task} {m}: {method_kwargs(task, m, n_steps)}")
 
 
 if __name__ == "__main__":
