@@ -40,6 +40,11 @@ def method_of(label):
     return VARIANTS.get(label, label)
 
 
+def needs_prior(labels):
+    """True if any of these rows samples with the diffusion prior."""
+    return bool({method_of(m) for m in labels} & set(DIFFUSION_METHODS))
+
+
 # Every experiment of the book: task -> settings (views, arc in degrees, MRI masks). The command
 # line's defaults and the appendix "Results" both read it.
 JOBS = {"sparse_view": [8, 4, 2], "limited_angle": [90.0], "mri": ["uniform1d-x4", "uniform1d-x8", "vd2d-x8"]}
@@ -133,8 +138,7 @@ def run(task, settings, methods=METHODS, size=64, n_volumes=4, n_steps=None, see
     ``keep=True`` also stores the reconstruction (``row["x_hat"]``) and the truth (``row["x"]``),
     for pictures. ``depth`` keeps the central ``depth`` slices of each volume (default: all; fewer for quick runs).
     """
-    needs_prior = {method_of(m) for m in methods} & set(DIFFUSION_METHODS)
-    prior = prior if prior is not None else (load_prior() if needs_prior else None)
+    prior = prior if prior is not None else (load_prior() if needs_prior(methods) else None)
     rows = []
     vols = test_set(task, size, n_volumes, seeds, depth)
     for setting in settings:
@@ -227,7 +231,7 @@ def main(argv=None):
     p.add_argument("--size", type=int, default=64)
     a = p.parse_args(argv)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, prior "
-          f"{'phantom64' if {method_of(m) for m in a.methods} & set(DIFFUSION_METHODS) else '-'}")
+          f"{'phantom64' if needs_prior(a.methods) else '-'}")
     n_steps = a.steps[0] if a.steps else None
     if a.task in ("tune", "steps"):
         setting = {"sparse_view": a.views[0], "limited_angle": a.arc[0], "mri": a.accel[0]}[a.tune_task]

@@ -29,8 +29,8 @@ def conjugate_gradient(normal_op, rhs, x0, n_iter=20, tol=None, dims=None):
     Stops after ``n_iter`` iterations; a system (or, with ``dims``, a slice) whose residual has
     dropped to ``||r|| <= tol ||rhs||`` stops moving (default tol: 100 x the dtype's machine
     epsilon): past that point round-off would be divided by round-off (MRI's normal operator has
-    3 distinct eigenvalues, so CG converges exactly in 3 iterations). With ``n_iter=1`` this is one steepest-descent step with exact
-    line search (the released DiffusionMBIR setting).
+    3 distinct eigenvalues, so CG converges exactly in 3 iterations). With ``n_iter=1`` this is
+    one steepest-descent step with exact line search (the released DiffusionMBIR setting).
     """
     def dot(a, b):
         return (a * b).sum() if dims is None else (a * b).sum(dims, keepdim=True)
