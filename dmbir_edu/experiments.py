@@ -158,6 +158,12 @@ def run(task, settings, methods=METHODS, size=64, n_volumes=4, n_steps=None, see
     return rows
 
 
+def run_all(jobs=JOBS, methods=METHODS, **kwargs):
+    """``run`` for every task and its settings in ``jobs`` (default: all of the book's experiments);
+    ``kwargs`` go to ``run``. The command line's tables and the appendix "Results" both come from here."""
+    return [row for task, settings in jobs.items() for row in run(task, settings, methods, **kwargs)]
+
+
 def table(rows):
     """Mean over volumes per (task, setting, method): a text table with PSNR / SSIM per axis."""
     head = f"{'task':<14}{'setting':<13}{'method':<15}" + "".join(f"{a:>16}" for a in metrics.AXES) + f"{'s/vol':>8}  n"
@@ -229,6 +235,7 @@ def main(argv=None):
                    help="diffusion steps (default: PARAMS); several values for the steps curve")
     p.add_argument("--depth", type=int, default=None, help="keep the central DEPTH slices (quick runs)")
     p.add_argument("--size", type=int, default=64)
+    p.add_argument("--seed", type=int, default=0, help="seed of the samplers' noise")
     a = p.parse_args(argv)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, prior "
           f"{'phantom64' if needs_prior(a.methods) else '-'}")
@@ -241,10 +248,9 @@ def main(argv=None):
             step_curve(a.tune_task, setting, a.steps or [100, 300, 1000], a.depth)
         return
     jobs = {"sparse_view": a.views, "limited_angle": a.arc, "mri": a.accel}
-    rows = []
-    for task, settings in jobs.items():
-        if a.task in (task, "all"):
-            rows += run(task, settings, a.methods, a.size, a.volumes, n_steps, progress=False, depth=a.depth)
+    jobs = {task: settings for task, settings in jobs.items() if a.task in (task, "all")}
+    rows = run_all(jobs, a.methods, size=a.size, n_volumes=a.volumes, n_steps=n_steps, depth=a.depth,
+                   seed=a.seed, progress=False)
     print(table(rows), flush=True)
     for task in dict.fromkeys(r["task"] for r in rows):             # the arguments each task's rows used
         for m in a.methods:

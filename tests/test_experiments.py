@@ -55,3 +55,18 @@ def test_mri_is_tested_on_the_brain_and_validated_on_phantoms():
     assert list(experiments.test_set("mri", 16, depth=2)) == ["brain"]
     validation = experiments.test_set("mri", 16, n_volumes=1, seeds=dm.data.VALIDATION_SEEDS, depth=2)
     assert list(validation) == [f"phantom {dm.data.VALIDATION_SEEDS[0]}"]
+
+
+def test_the_command_prints_the_numbers_of_run_all(capsys):
+    """The appendix tabulates ``run_all``; the command line must print the same PSNR / SSIM for the same
+    arguments (only the timing column, s/vol, differs between runs)."""
+    def numbers(text):                       # every table row (task, setting, method, 6 metrics, s/vol, n) without s/vol, n
+        rows = [line.split() for line in text.splitlines()]
+        return [r[:-2] for r in rows if len(r) == 11 and r[0] in experiments.JOBS]
+
+    experiments.main(["all", "--views", "4", "--accel", "uniform1d-x4", "--methods", "fbp", "admm_tv",
+                      "--volumes", "1", "--size", "16", "--depth", "4"])
+    printed = numbers(capsys.readouterr().out)
+    jobs = {"sparse_view": [4], "limited_angle": [90.0], "mri": ["uniform1d-x4"]}
+    rows = experiments.run_all(jobs, ["fbp", "admm_tv"], size=16, n_volumes=1, depth=4, progress=False)
+    assert len(printed) == 6 and printed == numbers(experiments.table(rows))
