@@ -252,9 +252,8 @@ def main(argv=None):
     rows = run_all(jobs, a.methods, size=a.size, n_volumes=a.volumes, n_steps=n_steps, depth=a.depth,
                    seed=a.seed, progress=False)
     print(table(rows), flush=True)
-    for task in dict.fromkeys(r["task"] for r in rows):             # the arguments each task's rows used
-        for m in a.methods:
-            print(f"{task} {m}: {method_kwargs(task, m, n_steps)}")
+    for (task, method), kw in {(r["task"], r["method"]): r["kwargs"] for r in rows}.items():   # what each row ran with
+        print(f"{task} {method}: {kw}")
 
 
 if __name__ == "__main__":
