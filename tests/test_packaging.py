@@ -150,3 +150,14 @@ def test_every_chapter_installs_the_package_where_it_is_missing():
         if 'find_spec("dmbir_edu") is None' not in first or f"git+{source_url}" not in first:
             problems.append(f"{path.name}: the first code cell does not install dmbir_edu from {source_url}")
     assert not problems, "\n".join(problems)
+
+
+def test_pytest_does_not_load_odl_plugin():
+    """odl 1.0's pytest plugin breaks pytest >= 9.1 at start-up (no test runs at all, so only CI's
+    fresh venv can show that break); it stays disabled for as long as odl declares it."""
+    from importlib.metadata import entry_points
+
+    declared = {ep.name for ep in entry_points(group="pytest11") if ep.dist and ep.dist.name == "odl"}
+    addopts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]["addopts"]
+    for name in declared:
+        assert f"-p no:{name}" in addopts, f"odl declares pytest plugin {name!r}; disable it in pyproject's addopts"
