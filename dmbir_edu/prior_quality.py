@@ -59,10 +59,12 @@ def format_table(tab):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--prior", default="phantom64")
-    p.add_argument("--samples", help="write a PNG grid of unconditional samples next to real slices")
-    p.add_argument("--steps", type=int, default=200)
+    p = argparse.ArgumentParser(prog="python -m dmbir_edu.prior_quality", description=__doc__.split("\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--prior", default="phantom64", help="name of a shipped prior (dmbir_edu/weights/NAME.json)")
+    p.add_argument("--samples", metavar="PNG",
+                   help="also write a PNG grid: 16 unconditional samples above 16 held-out phantom slices")
+    p.add_argument("--steps", type=int, default=200, help="predictor-corrector steps per sample (with --samples)")
     a = p.parse_args(argv)
     prior = load_prior(a.prior)
     print(f"prior {a.prior}: denoising PSNR (dB), mean over {8 * len(data.TEST_SEEDS)} held-out slices")

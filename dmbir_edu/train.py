@@ -155,14 +155,21 @@ def export(run_dir, name, command):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--run", required=True, help="folder for checkpoints and the loss log")
-    p.add_argument("--steps", type=int, default=6000)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=5e-4)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--export", metavar="NAME", help="export the EMA weights of --run to dmbir_edu/weights")
-    p.add_argument("--command", default=None, help="training command to record in the card")
+    p = argparse.ArgumentParser(prog="python -m dmbir_edu.train", description=__doc__.split("\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--run", required=True,
+                   help="folder for the checkpoint, args.json and the loss log; a run with a checkpoint resumes")
+    p.add_argument("--steps", type=int, default=6000,
+                   help="train up to this step, counting the steps already in --run")
+    p.add_argument("--batch-size", type=int, default=32, help="slices per training step")
+    p.add_argument("--lr", type=float, default=5e-4, help="Adam learning rate, after a 200-step linear warm-up")
+    p.add_argument("--seed", type=int, default=0, help="seed of the initial weights, the batches and the noise")
+    p.add_argument("--export", metavar="NAME",
+                   help="do not train: write the EMA weights of --run to dmbir_edu/weights/NAME.safetensors, "
+                        "with its card NAME.json and loss log")
+    p.add_argument("--command", default=None,
+                   help="with --export: the training command the card records; "
+                        "if not given, the export's own command line")
     a = p.parse_args(argv)
     if a.export:
         card = export(a.run, a.export, a.command or "python -m dmbir_edu.train " + " ".join(sys.argv[1:]))
