@@ -13,6 +13,7 @@ same run should be compared: the machine is shared and its speed drifts.
 Explained in: chapter "Making it fast" (book/09_speed.ipynb).
 """
 import argparse
+import copy
 import json
 import os
 import platform
@@ -28,8 +29,10 @@ from . import data, metrics
 from .ct import ParallelBeamCT, sparse_view_angles
 from .experiments import method_kwargs
 from .mbir import ADMMState, admm_tv_step, tv_operators
+from .operators import scaled_defaults
 from .prior import load_prior
 from .reconstruct import DIFFUSION_METHODS, reconstruct
+from .sampling import DMBIR_LAM_REL, DMBIR_RHO_REL
 
 
 def machine():
@@ -43,34 +46,58 @@ def machine():
             f"{torch.get_num_threads()} threads")
 
 
-def timeit(fn, repeats=5):
-    """Median wall time of ``fn()`` over ``repeats`` calls, after one warm-up call."""
+def timeit(fn, repeats=5, sync=None):
+    """Median wall time of ``fn()`` over ``repeats`` calls, after one warm-up call; on a CUDA
+    ``sync`` device the clock waits for the device to finish."""
+    def wait():
+        if sync is not None and torch.device(sync).type == "cuda":
+            torch.cuda.synchronize(sync)
+
     fn()
     times = []
     for _ in range(repeats):
+        wait()
         t0 = time.perf_counter()
         fn()
+        wait()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
 
-def network_time(prior, n_slices=12, repeats=5):
-    """Seconds per slice evaluation, float32 and bf16 autocast, on a chunk of ``n_slices``."""
-    x = torch.rand(n_slices, prior.image_size, prior.image_size)
-    out = {}
-    for name, bf16 in (("float32", False), ("bf16", True)):
-        prior.autocast = bf16
-        out[name] = timeit(lambda: prior.denoise(x, 1.0), repeats if not bf16 else 2) / n_slices
-    prior.autocast = False
-    return out
+# The network paths compared: memory layout, torch.compile, bf16 autocast.
+# ``compiled`` is left out by default: compiling takes tens of seconds (``bench --compile`` adds it).
+NET_PATHS = {"float32": dict(channels_last=False), "channels_last": dict(channels_last=True),
+             "bf16": dict(channels_last=True, autocast=True)}
+COMPILED = {"compiled": dict(channels_last=True, compile=True)}
+
+
+def network_time(prior, n_slices=12, repeats=5, paths=NET_PATHS):
+    """Seconds per slice evaluation for each network path, on a chunk of ``n_slices``; the paths
+    are timed in turn, round after round (the median over rounds), so that a drift in the machine's
+    speed hits them all alike. The prior is left on its default path (channels_last)."""
+    x = torch.rand(n_slices, prior.image_size, prior.image_size, device=prior.device)
+    fns = {}
+    for name, opts in paths.items():
+        clone = copy.deepcopy(prior)
+        clone.autocast = opts.get("autocast", False)
+        clone.speed_up(opts["channels_last"], opts.get("compile", False))
+        fns[name] = lambda p=clone: p.denoise(x, 1.0)
+        fns[name]()                                                  # warm-up (compiles)
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            times[name].append(timeit(fn, 1, sync=x.device))
+    return {name: statistics.median(t) / n_slices for name, t in times.items()}
 
 
 def mbir_step_time(A, x, y, n_cg, repeats=5):
-    """Seconds of one ADMM-TV-z iteration (CG + shrink + dual) on the whole volume."""
+    """Seconds of one ADMM-TV-z iteration (CG + shrink + dual) on the whole volume, at the
+    default lam and rho of DiffusionMBIR."""
     D = tv_operators("z")
     state = ADMMState.zeros(x, 1)
     ATy = A.adjoint(y)
-    return timeit(lambda: admm_tv_step(x, state, y, A, D, 0.05, 10.0, n_cg, ATy), repeats)
+    lam, rho = scaled_defaults(A, None, None, DMBIR_LAM_REL, DMBIR_RHO_REL)
+    return timeit(lambda: admm_tv_step(x, state, y, A, D, lam, rho, n_cg, ATy), repeats, sync=x.device)
 
 
 NFE = {"fbp": lambda kw: 0, "admm_tv": lambda kw: 0, "dds": lambda kw: kw["n_steps"],
@@ -85,24 +112,35 @@ def run_one(spec):
     (Python, torch, the prior, the operator and the volume).
     """
     size, views, method, kw = spec["size"], spec["views"], spec["method"], spec["kwargs"]
-    x = data.phantom(data.TEST_SEEDS[0], size, depth=spec.get("depth"))
-    A = ParallelBeamCT(size, sparse_view_angles(views))
-    prior = load_prior(image_size=size) if method in DIFFUSION_METHODS else None
+    device = spec.get("device", "cpu")
+    x = data.phantom(data.TEST_SEEDS[0], size, depth=spec.get("depth")).to(device)
+    A = ParallelBeamCT(size, sparse_view_angles(views), device=device)
+    prior = load_prior(image_size=size, device=device) if method in DIFFUSION_METHODS else None
     if prior is not None and spec.get("chunk"):
         prior.chunk = spec["chunk"]
     y = A(x)
     base_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    cuda = torch.device(device).type == "cuda"
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(device)
     t0 = time.perf_counter()
     x_hat = reconstruct(y, A, method, prior=prior, generator=torch.Generator().manual_seed(0), progress=False, **kw)
+    if cuda:
+        torch.cuda.synchronize(device)
     seconds = time.perf_counter() - t0
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return dict(seconds=seconds, peak_mb=peak_mb, base_mb=base_mb,
-                psnr={k: v["psnr"] for k, v in metrics.per_axis(x_hat, x).items()})
+    gpu_mb = torch.cuda.max_memory_allocated(device) / 2**20 if cuda else None
+    return dict(seconds=seconds, peak_mb=peak_mb, base_mb=base_mb, gpu_peak_mb=gpu_mb,
+                psnr={k: v["psnr"] for k, v in metrics.per_axis(x_hat.cpu(), x.cpu()).items()})
 
 
 def run_in_fresh_process(spec):
+    """``run_one(spec)`` in a new Python process (so its peak memory is its own); a failure
+    raises with the child's error output."""
     out = subprocess.run([sys.executable, "-m", "dmbir_edu.bench", "--one", json.dumps(spec)],
-                         capture_output=True, text=True, check=True)
+                         capture_output=True, text=True)
+    if out.returncode:
+        raise RuntimeError(f"bench child failed for {spec}:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -112,24 +150,25 @@ DEFAULT_METHODS = {m: method_kwargs("sparse_view", m) for m in ("fbp", "admm_tv"
 DEFAULT_METHODS["diffusionmbir"]["n_steps"] = 500
 
 
-def bench(size=64, views=8, methods=DEFAULT_METHODS, repeats=3, print_fn=print):
-    """Run the whole benchmark; returns a dict of everything printed."""
-    print_fn(f"machine: {machine()}")
-    prior = load_prior(image_size=size)
-    net = network_time(prior)
-    print_fn(f"network, seconds per slice evaluation: float32 {net['float32'] * 1e3:.1f} ms, "
-             f"bf16 autocast {net['bf16'] * 1e3:.1f} ms (bf16 / float32 = {net['bf16'] / net['float32']:.2f})")
-    x = data.phantom(data.TEST_SEEDS[0], size)
-    A = ParallelBeamCT(size, sparse_view_angles(views))
+def bench(size=64, views=8, methods=DEFAULT_METHODS, repeats=3, print_fn=print, device="cpu", compile=False):
+    """Run the whole benchmark on ``device``; returns a dict of everything printed."""
+    print_fn(f"machine: {machine()}" + (f"; device {torch.cuda.get_device_name(device)}"
+                                        if torch.device(device).type == "cuda" else ""))
+    prior = load_prior(image_size=size, device=device)
+    net = network_time(prior, paths=NET_PATHS | (COMPILED if compile else {}))
+    print_fn("network, ms per slice evaluation (median of rounds, paths interleaved): " + ", ".join(
+        f"{name} {t * 1e3:.2f} ({t / net['float32']:.2f} x float32)" for name, t in net.items()))
+    x = data.phantom(data.TEST_SEEDS[0], size).to(device)
+    A = ParallelBeamCT(size, sparse_view_angles(views), device=device)
     y = A(x)
-    step_net = {"diffusionmbir": 2 * net["float32"] * size, "dds": net["float32"] * size}
+    step_net = {"diffusionmbir": 2 * net["channels_last"] * size, "dds": net["channels_last"] * size}
     mbir = {n_cg: mbir_step_time(A, x, y, n_cg) for n_cg in (1, 5)}
     for n_cg, t in mbir.items():
         print_fn(f"ADMM-TV-z step, {n_cg} CG: {t * 1e3:.1f} ms = {100 * t / step_net['diffusionmbir']:.1f}% of a "
                  f"DiffusionMBIR step's network time, {100 * t / step_net['dds']:.1f}% of a DDS step's")
     rows = {}
     for method, kw in methods.items():
-        spec = dict(size=size, views=views, method=method, kwargs=kw)
+        spec = dict(size=size, views=views, method=method, kwargs=kw, device=device)
         nfe = NFE[method](kw)
         runs = [run_in_fresh_process(spec) for _ in range(repeats if nfe < 500 else 1)]   # one long run suffices
         rows[method] = dict(seconds=statistics.median(r["seconds"] for r in runs), runs=[r["seconds"] for r in runs],
@@ -146,12 +185,18 @@ def bench(size=64, views=8, methods=DEFAULT_METHODS, repeats=3, print_fn=print):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--size", type=int, default=64)
-    p.add_argument("--views", type=int, default=8)
-    p.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS))
-    p.add_argument("--dmbir-steps", type=int, default=DEFAULT_METHODS["diffusionmbir"]["n_steps"])
-    p.add_argument("--repeats", type=int, default=3)
+    p = argparse.ArgumentParser(prog="python -m dmbir_edu.bench", description=__doc__.split("\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--size", type=int, default=64, help="volume size (size^3; the prior runs out of distribution "
+                                                        "beyond 64)")
+    p.add_argument("--views", type=int, default=8, help="sparse-view CT: number of views")
+    p.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS), choices=list(DEFAULT_METHODS),
+                   help="methods to time")
+    p.add_argument("--dmbir-steps", type=int, default=DEFAULT_METHODS["diffusionmbir"]["n_steps"],
+                   help="DiffusionMBIR's diffusion steps")
+    p.add_argument("--repeats", type=int, default=3, help="runs per method, each in a fresh process (median)")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
+    p.add_argument("--compile", action="store_true", help="also time the torch.compile'd network")
     p.add_argument("--one", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.one:
@@ -160,7 +205,7 @@ def main(argv=None):
     methods = {m: dict(DEFAULT_METHODS[m]) for m in a.methods}
     if "diffusionmbir" in methods:
         methods["diffusionmbir"]["n_steps"] = a.dmbir_steps
-    bench(a.size, a.views, methods, a.repeats)
+    bench(a.size, a.views, methods, a.repeats, device=a.device, compile=a.compile)
 
 
 if __name__ == "__main__":

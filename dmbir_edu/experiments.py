@@ -14,6 +14,7 @@ Explained in: chapter "DiffusionMBIR for sparse-view CT" (book/05_diffusionmbir.
 appendix "Results" (book/results.ipynb).
 """
 import argparse
+import functools
 import itertools
 import time
 
@@ -32,6 +33,7 @@ from .reconstruct import DIFFUSION_METHODS, reconstruct
 # in the tables because at the step counts a CPU affords it beat the released method on the
 # validation volumes (see PARAMS).
 VARIANTS = {"dmbir_reset": "diffusionmbir"}
+VARIANT_KWARGS = {"dmbir_reset": dict(reset_admm=True)}      # what makes a variant what it is
 METHODS = ("fbp", "admm_tv", "slicewise", "diffusionmbir", "dmbir_reset", "dds")
 
 
@@ -89,19 +91,21 @@ PAPER = {
 }
 
 
-def operator(task, setting, size=64):
-    """The forward operator of one experiment: views (sparse_view), arc degrees (limited_angle),
-    or "uniform1d-x4" / "uniform1d-x8" / "vd2d-x8" (mri)."""
+def operator(task, setting, size=64, device="cpu"):
+    """The forward operator of one experiment, on ``device``: views (sparse_view), arc degrees
+    (limited_angle), or "uniform1d-x4" / "uniform1d-x8" / "vd2d-x8" (mri)."""
     if task == "sparse_view":
-        return ParallelBeamCT(size, sparse_view_angles(int(setting)))
+        return ParallelBeamCT(size, sparse_view_angles(int(setting)), device=device)
     if task == "limited_angle":
-        return ParallelBeamCT(size, limited_angle_angles(float(setting)))
+        return ParallelBeamCT(size, limited_angle_angles(float(setting)), device=device)
     if task == "mri":
         kind, accel = str(setting).split("-x")
         if kind == "uniform1d":
-            return CartesianMRI(uniform1d_mask(size, float(accel), center_fraction=0.08, seed=0))
-        return CartesianMRI(variable_density2d_mask(size, float(accel), seed=0))
-    raise ValueError(f"unknown task {task!r}")
+            return CartesianMRI(uniform1d_mask(size, float(accel), center_fraction=0.08, seed=0), device=device)
+        if kind == "vd2d":
+            return CartesianMRI(variable_density2d_mask(size, float(accel), seed=0), device=device)
+        raise ValueError(f"unknown MRI setting {setting!r}; use e.g. 'uniform1d-x4' or 'vd2d-x8'")
+    raise ValueError(f"unknown task {task!r}; choose one of {tuple(JOBS)}")
 
 
 def test_set(task, size=64, n_volumes=4, seeds=None, depth=None):
@@ -130,31 +134,36 @@ def method_kwargs(task, label, n_steps=None):
 
 
 def run(task, settings, methods=METHODS, size=64, n_volumes=4, n_steps=None, seed=0, prior=None,
-        seeds=None, progress=True, overrides=None, keep=False, depth=None):
+        seeds=None, progress=True, overrides=None, keep=False, depth=None, device="cpu", defaults=False):
     """Reconstruct every test volume with every method (or ``VARIANTS`` label); returns a list of rows.
 
     Each row: task, setting, method (the label), volume, per-axis psnr / ssim, seconds, and the kwargs used.
     ``overrides`` maps a method to keyword arguments that replace ``PARAMS`` (used by ``tune``).
     ``keep=True`` also stores the reconstruction (``row["x_hat"]``) and the truth (``row["x"]``),
     for pictures. ``depth`` keeps the central ``depth`` slices of each volume (default: all; fewer for quick runs).
+    ``device``: where the operators, the prior and the volumes live (the noise is drawn from a seeded
+    CPU generator, so a seed gives the same run on every device). ``defaults=True`` runs every
+    method with its own defaults (no PARAMS; a ``VARIANTS`` row keeps only what defines it), to
+    compare the defaults with the chosen settings.
     """
-    prior = prior if prior is not None else (load_prior() if needs_prior(methods) else None)
+    prior = prior if prior is not None else (load_prior(device=device) if needs_prior(methods) else None)
     rows = []
-    vols = test_set(task, size, n_volumes, seeds, depth)
+    vols = {name: x.to(device) for name, x in test_set(task, size, n_volumes, seeds, depth).items()}
     for setting in settings:
-        A = operator(task, setting, size)
+        A = operator(task, setting, size, device)
         for (name, x), label in itertools.product(vols.items(), methods):
-            if label == "fbp" and not isinstance(A, ParallelBeamCT):
+            if label == "fbp" and not hasattr(A, "fbp"):
                 label = "adjoint"                                    # zero-filled for MRI
-            kw = method_kwargs(task, label, n_steps) | (overrides or {}).get(label, {})
+            kw = dict(VARIANT_KWARGS.get(label, {})) if defaults else method_kwargs(task, label, n_steps)
+            kw |= (overrides or {}).get(label, {})
             y = A(x)
             t0 = time.perf_counter()
             x_hat = reconstruct(y, A, method_of(label), prior=prior,
                                 generator=torch.Generator().manual_seed(seed), progress=progress, **kw)
             rows.append(dict(task=task, setting=setting, method=label, volume=name, seconds=time.perf_counter() - t0,
-                             kwargs=kw, **metrics.per_axis(x_hat.float(), x)))
+                             kwargs=kw, **metrics.per_axis(x_hat.float().cpu(), x.cpu())))
             if keep:
-                rows[-1].update(x_hat=x_hat.float(), x=x)
+                rows[-1].update(x_hat=x_hat.float().cpu(), x=x.cpu())
     return rows
 
 
@@ -183,20 +192,56 @@ def mean_psnr(rows, method, axes=tuple(metrics.AXES)):
     return sum(r[a]["psnr"] for r in group for a in axes) / (len(group) * len(axes))
 
 
-TUNE_GRID = {
-    "admm_tv": [dict(lam=lam, rho=10 * lam) for lam in (0.01, 0.03, 0.1, 0.3)],
-    "diffusionmbir": [dict(lam=lam, rho=rho) for rho in (3.0, 10.0, 30.0) for lam in (0.001 * rho, 0.004 * rho, 0.016 * rho)],
-    "dds": [dict(lam=lam, rho=rho) for rho in (3.0, 10.0, 30.0) for lam in (0.001 * rho, 0.004 * rho, 0.016 * rho)],
+# The defaults check: each method with no arguments at all against the best of a small grid around
+# its defaults, on a validation volume. lam and rho are multiplied (one at a time) by 1/4 and 4;
+# the slice-wise sampler (no lam, no rho) tries 1 and 20 CG iterations besides its default 5.
+DEFAULTS_GRID = {
+    "admm_tv": [dict(lam=1 / 4), dict(lam=4), dict(rho=1 / 4), dict(rho=4)],
+    "diffusionmbir": [dict(lam=1 / 4), dict(lam=4), dict(rho=1 / 4), dict(rho=4)],
+    "dds": [dict(lam=1 / 4), dict(lam=4), dict(rho=1 / 4), dict(rho=4)],
+    "slicewise": [dict(n_cg=1), dict(n_cg=20)],
 }
+DEFAULTS_METHODS = ("admm_tv", "slicewise", "diffusionmbir", "dds")
 
 
-def tune(task, setting, methods=("admm_tv", "diffusionmbir"), n_steps=None, n_volumes=1, progress=False):
-    """Grid search of lam / rho on the VALIDATION seeds; prints mean PSNR (over axes) per point."""
-    for method in methods:
-        for point in TUNE_GRID[method]:
-            rows = run(task, [setting], [method], n_volumes=n_volumes, n_steps=n_steps, seeds=data.VALIDATION_SEEDS,
-                       progress=progress, overrides={method: point})
-            print(f"{task} {setting} {method} {point}: mean PSNR {mean_psnr(rows, method):.2f} dB", flush=True)
+def grid_point(task, setting, method, point, size=64):
+    """Absolute keyword arguments for a ``DEFAULTS_GRID`` point: lam / rho multipliers applied to
+    the method's default lam and rho on this task's operator; other entries as they are."""
+    from .operators import scaled_defaults
+    from . import mbir, sampling
+    rel = {"admm_tv": (mbir.ADMM_LAM_REL, mbir.ADMM_RHO_REL), "diffusionmbir": (sampling.DMBIR_LAM_REL, sampling.DMBIR_RHO_REL),
+           "dds": (sampling.DDS_LAM_REL, sampling.DDS_RHO_REL)}
+    if "lam" not in point and "rho" not in point:
+        return dict(point)
+    lam, rho = scaled_defaults(operator(task, setting, size), None, None, *rel[method])
+    return dict(lam=lam * point.get("lam", 1), rho=rho * point.get("rho", 1))
+
+
+def defaults_check(jobs=JOBS, methods=DEFAULTS_METHODS, depth=8, n_volumes=1, size=64, prior=None, device="cpu",
+                   print_fn=print):
+    """Every method with bare defaults vs the best point of ``DEFAULTS_GRID`` (the default included),
+    per task, on the VALIDATION seeds; returns rows (task, setting, method, baseline, default, tuned,
+    best point) and prints one line per cell as it goes. The baseline is FBP (CT) or zero-filled (MRI)."""
+    prior = prior if prior is not None else load_prior(device=device)
+    common = dict(size=size, n_volumes=n_volumes, seeds=data.VALIDATION_SEEDS, depth=depth, progress=False,
+                  prior=prior, device=device, defaults=True)
+    out = []
+    for task, settings in jobs.items():
+        for setting in settings:
+            base = run(task, [setting], ["fbp"], **common)
+            for method in methods:
+                d = mean_psnr(run(task, [setting], [method], **common), method)
+                tried = {"default": d}
+                for point in DEFAULTS_GRID[method]:
+                    kw = grid_point(task, setting, method, point, size)
+                    tried[", ".join(f"{k} x{v:g}" if k in ("lam", "rho") else f"{k}={v}" for k, v in point.items())] = \
+                        mean_psnr(run(task, [setting], [method], overrides={method: kw}, **common), method)
+                best = max(tried, key=tried.get)
+                out.append(dict(task=task, setting=setting, method=method, baseline=mean_psnr(base, base[0]["method"]),
+                                default=d, tuned=tried[best], best=best, tried=tried))
+                print_fn(f"{task:<14}{str(setting):<13}{method:<14} baseline {out[-1]['baseline']:6.2f}  default {d:6.2f}"
+                         f"  tuned {tried[best]:6.2f} ({best})  gap {tried[best] - d:5.2f} dB")
+    return out
 
 
 # The step-count curve compares the method as released ((z, u) carried over all steps) with the
@@ -204,12 +249,13 @@ def tune(task, setting, methods=("admm_tv", "diffusionmbir"), n_steps=None, n_vo
 STEP_VARIANTS = ("slicewise", "diffusionmbir", "dmbir_reset")
 
 
-def step_curve(task, setting, steps, depth=None, n_volumes=1, size=64, prior=None, progress=False):
+def step_curve(task, setting, steps, depth=None, n_volumes=1, size=64, prior=None, progress=False, device="cpu"):
     """PSNR against the number of diffusion steps on the VALIDATION seeds (to choose the step count
     and carried vs reset (z, u) without looking at the test volumes); prints one line per run and
     returns {(n_steps, variant): mean PSNR over axes and volumes}."""
-    prior = prior if prior is not None else load_prior()
-    common = dict(size=size, n_volumes=n_volumes, seeds=data.VALIDATION_SEEDS, depth=depth, progress=progress)
+    prior = prior if prior is not None else load_prior(device=device)
+    common = dict(size=size, n_volumes=n_volumes, seeds=data.VALIDATION_SEEDS, depth=depth, progress=progress,
+                  device=device)
     baseline = run(task, [setting], ["admm_tv"], **common)
     print(f"{task} {setting} admm_tv: mean PSNR {mean_psnr(baseline, 'admm_tv'):.2f} dB", flush=True)
     curve = {}
@@ -223,34 +269,43 @@ def step_curve(task, setting, steps, depth=None, n_volumes=1, size=64, prior=Non
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description="Per-axis PSNR / SSIM tables on held-out volumes.")
-    p.add_argument("task", choices=["sparse_view", "limited_angle", "mri", "all", "tune", "steps"])
-    p.add_argument("tune_task", nargs="?", default="sparse_view")
-    p.add_argument("--views", type=int, nargs="+", default=JOBS["sparse_view"])
-    p.add_argument("--arc", type=float, nargs="+", default=JOBS["limited_angle"])
-    p.add_argument("--accel", nargs="+", default=JOBS["mri"])
-    p.add_argument("--methods", nargs="+", default=list(METHODS))
-    p.add_argument("--volumes", type=int, default=4, help="number of held-out test volumes (CT)")
+    p = argparse.ArgumentParser(
+        prog="python -m dmbir_edu.experiments", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Per-axis PSNR / SSIM tables on held-out volumes (sparse_view, limited_angle, mri, all); "
+                    "'defaults' compares each method's defaults with a grid around them and 'steps' draws PSNR "
+                    "against the step count, both on VALIDATION volumes.")
+    p.add_argument("task", choices=["sparse_view", "limited_angle", "mri", "all", "defaults", "steps"],
+                   help="what to run")
+    p.add_argument("steps_task", nargs="?", default="sparse_view", choices=list(JOBS),
+                   help="the task of 'steps' (its first setting is used)")
+    p.add_argument("--views", type=int, nargs="+", default=JOBS["sparse_view"], help="sparse-view CT: number of views")
+    p.add_argument("--arc", type=float, nargs="+", default=JOBS["limited_angle"], help="limited-angle CT: arc in degrees")
+    p.add_argument("--accel", nargs="+", default=JOBS["mri"], help="MRI masks, e.g. uniform1d-x4 vd2d-x8")
+    p.add_argument("--methods", nargs="+", default=None,
+                   help=f"table rows (default: {' '.join(METHODS)}; for 'defaults': {' '.join(DEFAULTS_METHODS)})")
+    p.add_argument("--volumes", type=int, default=4, help="number of held-out volumes per task (CT)")
     p.add_argument("--steps", type=int, nargs="+", default=None,
-                   help="diffusion steps (default: PARAMS); several values for the steps curve")
-    p.add_argument("--depth", type=int, default=None, help="keep the central DEPTH slices (quick runs)")
-    p.add_argument("--size", type=int, default=64)
+                   help="diffusion steps (default: each method's PARAMS / default); several values for 'steps'")
+    p.add_argument("--depth", type=int, default=None,
+                   help="keep the central DEPTH axial slices (quick runs; 'defaults' uses 8 if not given)")
+    p.add_argument("--size", type=int, default=64, help="volume size (the shipped prior is 64)")
     p.add_argument("--seed", type=int, default=0, help="seed of the samplers' noise")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
     a = p.parse_args(argv)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, prior "
-          f"{'phantom64' if needs_prior(a.methods) else '-'}")
-    n_steps = a.steps[0] if a.steps else None
-    if a.task in ("tune", "steps"):
-        setting = {"sparse_view": a.views[0], "limited_angle": a.arc[0], "mri": a.accel[0]}[a.tune_task]
-        if a.task == "tune":
-            tune(a.tune_task, setting, methods=[m for m in a.methods if m in TUNE_GRID], n_steps=n_steps)
-        else:
-            step_curve(a.tune_task, setting, a.steps or [100, 300, 1000], a.depth)
-        return
     jobs = {"sparse_view": a.views, "limited_angle": a.arc, "mri": a.accel}
+    methods = a.methods or list(DEFAULTS_METHODS if a.task == "defaults" else METHODS)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {a.device}, prior "
+          f"{'phantom64' if needs_prior(methods) else '-'}", flush=True)
+    if a.task == "defaults":
+        defaults_check(jobs, methods, depth=a.depth or 8, size=a.size, device=a.device,
+                       print_fn=functools.partial(print, flush=True))
+        return
+    if a.task == "steps":
+        step_curve(a.steps_task, jobs[a.steps_task][0], a.steps or [100, 300, 1000], a.depth, device=a.device)
+        return
     jobs = {task: settings for task, settings in jobs.items() if a.task in (task, "all")}
-    rows = run_all(jobs, a.methods, size=a.size, n_volumes=a.volumes, n_steps=n_steps, depth=a.depth,
-                   seed=a.seed, progress=False)
+    rows = run_all(jobs, methods, size=a.size, n_volumes=a.volumes, n_steps=a.steps[0] if a.steps else None,
+                   depth=a.depth, seed=a.seed, progress=False, device=a.device)
     print(table(rows), flush=True)
     for (task, method), kw in {(r["task"], r["method"]): r["kwargs"] for r in rows}.items():   # what each row ran with
         print(f"{task} {method}: {kw}")

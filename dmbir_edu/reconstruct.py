@@ -4,7 +4,6 @@ It only dispatches; each method's own function holds the algorithm and its defau
 """
 import torch
 
-from .ct import ParallelBeamCT
 from .mbir import admm_tv, conjugate_gradient
 from .operators import check_finite, check_last_dims
 
@@ -23,15 +22,18 @@ def reconstruct(y, A, method, prior=None, generator=None, progress=True, **kwarg
 
     method: "fbp" (CT only), "adjoint" (zero-filled for MRI), "cg" (least squares),
     "admm_tv" (3D anisotropic TV), "admm_tv_z" (TV along z only), "slicewise" (2D diffusion
-    per slice), "diffusionmbir", "dds". ``kwargs`` go to the method's own function.
+    per slice), "diffusionmbir", "dds". ``kwargs`` go to the method's own function; every
+    method's defaults work on every task of the book (lam and rho scale with the operator).
+    ``A`` is any operator following ``operators.LinearOperator``. Device and dtype follow ``y``.
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
     check_last_dims(y, A.measurement_shape, "y")
     check_finite(y, "y")
     if method == "fbp":
-        if not isinstance(A, ParallelBeamCT):
-            raise ValueError("method 'fbp' needs a ParallelBeamCT operator; use 'adjoint' (zero-filled) for MRI")
+        if not hasattr(A, "fbp"):
+            raise ValueError(f"method 'fbp' needs an operator with an fbp method (CT), not {type(A).__name__}; "
+                             "use 'adjoint' (zero-filled) for MRI")
         return A.fbp(y)
     if method == "adjoint":
         return A.adjoint(y)

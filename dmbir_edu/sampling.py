@@ -21,9 +21,8 @@ import math
 import torch
 from tqdm.auto import tqdm
 
-from .ct import ParallelBeamCT
 from .mbir import ADMMState, admm_tv_step, check_lam_rho, tv_operators
-from .operators import check_finite, check_last_dims
+from .operators import check_finite, check_last_dims, scaled_defaults
 from .prior import ve_sigmas
 
 
@@ -54,29 +53,44 @@ def langevin_corrector(x, sigma, prior, snr=0.16, generator=None):
     return x + eps * s + (2 * eps).sqrt() * xi
 
 
-def pc_step(x, sigma, sigma_next, prior, snr=0.16, chunk=12, generator=None):
+def pc_step(x, sigma, sigma_next, prior, snr=0.16, chunk=12, generator=None, corrector_sigma="next"):
     """One predictor-corrector step on every slice, ``chunk`` slices at a time (2 NFE per slice):
-    reverse-diffusion predictor sigma -> sigma_next, then a Langevin corrector at sigma_next."""
+    reverse-diffusion predictor sigma -> sigma_next, then a Langevin corrector at sigma_next
+    (``corrector_sigma="next"``: the level the sample is now at, Song et al. 2021; no corrector
+    after the last step, which lands on sigma = 0) or at the predictor's own sigma (``"current"``:
+    what the released DiffusionMBIR code does, on every step including the last)."""
+    if corrector_sigma not in ("next", "current"):
+        raise ValueError(f"corrector_sigma must be 'next' or 'current', got {corrector_sigma!r}")
+    sigma_c = sigma_next if corrector_sigma == "next" else sigma
     parts = []
     for xc in x.split(chunk):
         xc = reverse_diffusion_predictor(xc, sigma, sigma_next, prior, generator)
-        if sigma_next > 0:
-            xc = langevin_corrector(xc, sigma_next, prior, snr, generator)
+        if sigma_c > 0:                     # "next": none after the last step; "current": every step, as released
+            xc = langevin_corrector(xc, sigma_c, prior, snr, generator)
         parts.append(xc)
     return torch.cat(parts)
 
 
-def sample(prior, n, n_steps=200, snr=0.16, chunk=12, generator=None, progress=True):
-    """Unconditional PC sampling of ``n`` slices from the prior (Song et al. 2021, Algorithm 2)."""
+def sample(prior, n, n_steps=100, snr=0.16, chunk=12, generator=None, progress=True, corrector_sigma="next",
+           device=None):
+    """Unconditional PC sampling of ``n`` slices from the prior (Song et al. 2021, Algorithm 2),
+    on ``device`` (default: the prior's)."""
+    device = device if device is not None else getattr(prior, "device", "cpu")
     sigmas = ve_sigmas(n_steps, prior.sigma_min, prior.sigma_max).tolist() + [0.0]
-    x = prior.sigma_max * torch.randn(n, prior.image_size, prior.image_size, generator=generator)
+    x = prior.sigma_max * randn_like(torch.empty(n, prior.image_size, prior.image_size, device=device), generator)
     for i in tqdm(range(n_steps), disable=not progress, desc="sample"):
-        x = pc_step(x, sigmas[i], sigmas[i + 1], prior, snr, chunk, generator)
+        x = pc_step(x, sigmas[i], sigmas[i + 1], prior, snr, chunk, generator, corrector_sigma)
     return x
 
 
 def randn_like(x, generator=None):
-    return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+    """Standard normal noise shaped like ``x``, in its dtype and on its device.
+
+    The noise is drawn on the generator's device and moved to ``x``'s, so a seeded CPU generator
+    gives the same numbers whatever device the volume is on (same seed, same result on CPU and
+    GPU, up to the device's arithmetic)."""
+    g_device = generator.device if generator is not None else x.device
+    return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=g_device).to(x.device)
 
 
 def kaczmarz_correction(x, y, A):
@@ -86,6 +100,7 @@ def kaczmarz_correction(x, y, A):
 
 
 def _check(y, A, prior, lam, rho, n_steps):
+    """Shapes, finiteness, lam / rho and step count, and a prior that fits the operator."""
     check_last_dims(y, A.measurement_shape, "y")
     check_finite(y, "y")
     check_lam_rho(lam, rho)
@@ -96,36 +111,51 @@ def _check(y, A, prior, lam, rho, n_steps):
                          f"but the operator works on {A.image_size}x{A.image_size}")
 
 
-def diffusion_mbir(y, A, prior, n_steps=200, snr=0.16, lam=0.04, rho=10.0, axes="z", n_admm=1, n_cg=1,
-                   reset_admm=False, final_correction=None, chunk=12, boundary="neumann", generator=None,
-                   progress=True, callback=None):
+# Each method's default lam and rho, relative to the operator's scale ``A.normal_mean()`` (the mean
+# eigenvalue of A^T A, ``operators.scaled_defaults``), chosen on validation volumes: see the book's
+# appendix "Results" and ``experiments.defaults_table``.
+DMBIR_LAM_REL, DMBIR_RHO_REL = 0.009, 2.3
+DDS_LAM_REL, DDS_RHO_REL = 0.0023, 2.3
+
+
+def diffusion_mbir(y, A, prior, n_steps=100, snr=0.16, lam=None, rho=None, axes="z", n_admm=1, n_cg=1,
+                   reset_admm=False, final_correction=None, chunk=12, boundary="neumann", corrector_sigma="next",
+                   generator=None, progress=True, callback=None):
     """DiffusionMBIR (Chung et al., CVPR 2023): PC sampling with the 2D prior + ADMM-TV-z.
 
     Parameters
     ----------
     y : measurements ``A(x)``, shaped ``(D, *A.measurement_shape)``.
-    A : forward operator (``ParallelBeamCT`` or ``CartesianMRI``) with an exact adjoint.
+    A : forward operator with an exact adjoint (``ParallelBeamCT``, ``CartesianMRI``, or any
+        ``operators.LinearOperator``).
     prior : a ``Prior`` (``load_prior``) on slices of ``A.image_size``.
-    n_steps : N, diffusion steps on the geometric VE grid (2000 in the paper; 2N - 1 NFE per slice).
+    n_steps : N, diffusion steps on the geometric VE grid (2000 in the paper, 100 in the book;
+        2N - 1 NFE per slice).
     snr : r, Langevin corrector signal-to-noise ratio (0.16 in the paper).
-    lam, rho : TV weight and ADMM penalty, in units of our exact adjoint (the paper's 0.04 and 10
-        used a back-projector scaled by pi / (2 n_views); book chapter 5 converts).
+    lam, rho : TV weight and ADMM penalty, in units of our exact adjoint. Default (None):
+        ``DMBIR_LAM_REL`` and ``DMBIR_RHO_REL`` times ``A.normal_mean()``, so one default serves
+        every view count, arc and modality (at 8 views, 64^2: lam = 0.04, rho = 10; the paper's
+        0.04 and 10 used a back-projector scaled by pi / (2 n_views); book chapter 5 converts).
     axes : TV directions, "z" (the method) or "xyz" (ablation); None or "" for no TV, which
         makes the data-consistency step per slice (the slice-wise baseline).
     n_admm, n_cg : ADMM iterations per diffusion step and CG iterations per x-update (1 and 1).
     reset_admm : if True, (z, u) restart from zero every step (ablation); the method carries them.
-    final_correction : the final Kaczmarz step; default on for CT, off for MRI (as released).
+    final_correction : the final Kaczmarz step; default ``A.final_correction`` (on for CT, off
+        for MRI, as released).
     chunk : slices per predictor/corrector call (12 for CT in the released code); memory is
         bounded by the chunk, not by D.
-    generator : torch.Generator for all the noise.
+    corrector_sigma : "next" (default) runs the corrector at sigma_{i+1}, the level the predictor
+        moved to; "current" at sigma_i, as the released code does (``pc_step``).
+    generator : torch.Generator for all the noise (any device; ``randn_like``).
     callback : called as ``callback(i, x, state)`` after every step.
 
     Returns
     -------
-    (D, H, W) tensor (not clipped, as released).
+    (D, H, W) tensor (not clipped, as released), on ``y``'s device.
 
     Explained in: chapter "DiffusionMBIR for sparse-view CT" (book/05_diffusionmbir.ipynb).
     """
+    lam, rho = scaled_defaults(A, lam, rho, DMBIR_LAM_REL, DMBIR_RHO_REL) if axes else (0.0, 1.0)
     _check(y, A, prior, lam, rho, n_steps)
     ATy = A.adjoint(y)
     sigmas = ve_sigmas(n_steps, prior.sigma_min, prior.sigma_max).tolist() + [0.0]
@@ -136,7 +166,7 @@ def diffusion_mbir(y, A, prior, n_steps=200, snr=0.16, lam=0.04, rho=10.0, axes=
     for i in tqdm(range(n_steps), disable=not progress, desc="DiffusionMBIR" if D else "slice-wise"):
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
         # 2D prior, slice chunk by slice chunk: predictor then corrector (2 NFE per slice)
-        x = pc_step(x, sigma, sigma_next, prior, snr, chunk, generator)
+        x = pc_step(x, sigma, sigma_next, prior, snr, chunk, generator, corrector_sigma)
         # whole volume: n_admm ADMM-TV iterations with (z, u) carried across diffusion steps
         if reset_admm:
             state = ADMMState.zeros(x, len(D))
@@ -144,33 +174,35 @@ def diffusion_mbir(y, A, prior, n_steps=200, snr=0.16, lam=0.04, rho=10.0, axes=
             x, state = admm_tv_step(x, state, y, A, D, lam, rho, n_cg, ATy, cg_dims)
         if callback is not None:
             callback(i, x, state)
-    if final_correction if final_correction is not None else isinstance(A, ParallelBeamCT):
+    if final_correction if final_correction is not None else getattr(A, "final_correction", False):
         x = kaczmarz_correction(x, y, A)
     return x
 
 
-def slicewise(y, A, prior, n_steps=200, snr=0.16, n_cg=1, chunk=12, final_correction=None, generator=None,
-              progress=True, callback=None):
+def slicewise(y, A, prior, n_steps=100, snr=0.16, n_cg=5, chunk=12, final_correction=None, corrector_sigma="next",
+              generator=None, progress=True, callback=None):
     """The slice-wise baseline: the same PC sampler with per-slice data consistency and no z
     coupling (every axial slice is an independent 2D posterior sample; score-CT / POCS style).
 
     The data-consistency step is ``n_cg`` CG iterations on A^T A x = A^T y per slice, warm-started
-    at the current sample. Arguments as ``diffusion_mbir``.
+    at the current sample (5 by default: validation, book appendix "Results"; MRI's converges in
+    3). Arguments as ``diffusion_mbir``.
 
     Explained in: chapter "DiffusionMBIR for sparse-view CT" (book/05_diffusionmbir.ipynb).
     """
-    return diffusion_mbir(y, A, prior, n_steps=n_steps, snr=snr, lam=0.0, rho=1.0, axes=None, n_cg=n_cg,
-                          chunk=chunk, final_correction=final_correction, generator=generator, progress=progress,
-                          callback=callback)
+    return diffusion_mbir(y, A, prior, n_steps=n_steps, snr=snr, axes=None, n_cg=n_cg, chunk=chunk,
+                          final_correction=final_correction, corrector_sigma=corrector_sigma, generator=generator,
+                          progress=progress, callback=callback)
 
 
 def dps(y, A, prior, n_steps=200, zeta=1.0, generator=None, progress=True, callback=None):
     """Diffusion posterior sampling (Chung et al., ICLR 2023, Algorithm 1), VE form.
 
     Each step: x0_hat = D(x; sigma_i) with gradients, the reverse-diffusion predictor with the
-    score (x0_hat - x) / sigma_i^2, then a gradient step on the measurement residual through
-    the denoiser: x <- x - zeta grad_x ||y - A x0_hat||. One NFE plus one backward pass per
-    step; every slice is independent (no z coupling).
+    score (x0_hat - x) / sigma_i^2, then a gradient step on each slice's measurement residual
+    through the denoiser: x_k <- x_k - zeta grad_{x_k} ||y_k - A x0_hat_k|| for every axial slice
+    k (one norm per slice, so a slice's step does not depend on how many slices share the call,
+    and the slices stay independent: no z coupling). One NFE plus one backward pass per step.
 
     Explained in: chapter "Diffusion posterior sampling in 2D" (book/04_posterior_2d.ipynb).
     """
@@ -182,8 +214,8 @@ def dps(y, A, prior, n_steps=200, zeta=1.0, generator=None, progress=True, callb
         x = x.detach().requires_grad_(True)
         with torch.enable_grad():
             x0_hat = prior.denoise(x, sigma)
-            residual = (A(x0_hat) - y).abs().pow(2).sum().sqrt()
-            (grad,) = torch.autograd.grad(residual, x)
+            residuals = (A(x0_hat) - y).abs().pow(2).flatten(-2).sum(-1).sqrt()   # one per slice
+            (grad,) = torch.autograd.grad(residuals.sum(), x)                 # slice k's grad is its own
         step = sigma**2 - sigma_next**2                                # reverse-diffusion predictor
         x = x + step * (x0_hat - x) / sigma**2
         if sigma_next > 0:
@@ -194,39 +226,44 @@ def dps(y, A, prior, n_steps=200, zeta=1.0, generator=None, progress=True, callb
     return x0_hat.detach()
 
 
-def dds(y, A, prior, n_steps=50, eta=0.85, lam=0.04, rho=10.0, axes="z", n_admm=1, n_cg=5,
-        final_correction=None, boundary="neumann", generator=None, progress=True, callback=None):
+def dds(y, A, prior, n_steps=50, eta=0.85, lam=None, rho=None, axes="z", n_admm=1, n_cg=5,
+        final_correction=False, boundary="neumann", generator=None, progress=True, callback=None):
     """DDS, decomposed diffusion sampling (Chung, Lee, Ye, ICLR 2024), VE form, one NFE per step.
 
     For sigma_i on a geometric grid of ``n_steps`` levels:
 
     1. x0_hat = D(x; sigma_i), the Tweedie (MMSE) estimate from the prior;
     2. x0_hat <- ``n_admm`` ADMM-TV iterations with ``n_cg`` CG steps, warm-started at x0_hat,
-       (z, u) carried across steps;
+       (z, u) carried across steps (``axes=None``: plain CG data consistency per slice);
     3. re-noise: x = x0_hat + sigma_{i+1} (eta xi + sqrt(1 - eta^2) eps_hat), with
-       eps_hat = (x - D(x; sigma_i)) / sigma_i the network's noise estimate (DDIM-style).
+       eps_hat = (x - D(x; sigma_i)) / sigma_i the network's noise estimate (DDIM-style:
+       eta = 0 is deterministic, eta = 1 fresh noise only).
 
-    Returns the last x0_hat (optionally after the CT Kaczmarz step).
+    lam, rho default to ``DDS_LAM_REL`` and ``DDS_RHO_REL`` times ``A.normal_mean()``
+    (``diffusion_mbir``). Returns the last x0_hat. DDS has no final Kaczmarz step;
+    ``final_correction=True`` adds the DiffusionMBIR one (ablation).
 
     Explained in: chapter "Making it fast" (book/09_speed.ipynb).
     """
+    lam, rho = scaled_defaults(A, lam, rho, DDS_LAM_REL, DDS_RHO_REL) if axes else (0.0, 1.0)
     _check(y, A, prior, lam, rho, n_steps)
     if not 0 <= eta <= 1:
         raise ValueError(f"eta must be in [0, 1], got {eta}")
     ATy = A.adjoint(y)
     sigmas = ve_sigmas(n_steps, prior.sigma_min, prior.sigma_max).tolist() + [0.0]
     x = prior.sigma_max * randn_like(ATy, generator)
-    D = tv_operators(axes, boundary)
+    D = tv_operators(axes, boundary) if axes else ()
+    cg_dims = None if D else (-2, -1)
     state = ADMMState.zeros(x, len(D))
     for i in tqdm(range(n_steps), disable=not progress, desc="DDS"):
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
         x0_hat = prior.denoise(x, sigma)                               # Tweedie, 1 NFE per slice
         eps_hat = (x - x0_hat) / sigma
         for _ in range(n_admm):                                        # ADMM-TV-z on the clean estimate
-            x0_hat, state = admm_tv_step(x0_hat, state, y, A, D, lam, rho, n_cg, ATy)
+            x0_hat, state = admm_tv_step(x0_hat, state, y, A, D, lam, rho, n_cg, ATy, cg_dims)
         x = x0_hat + sigma_next * (eta * randn_like(x, generator) + math.sqrt(1 - eta**2) * eps_hat)
         if callback is not None:
             callback(i, x0_hat, state)
-    if final_correction if final_correction is not None else isinstance(A, ParallelBeamCT):
+    if final_correction:
         x0_hat = kaczmarz_correction(x0_hat, y, A)
     return x0_hat
