@@ -2,27 +2,30 @@
 
     python -m dmbir_edu.experiments sparse_view --views 8 4 2
     python -m dmbir_edu.experiments limited_angle --arc 90
-    python -m dmbir_edu.experiments mri --accel 4 8
+    python -m dmbir_edu.experiments mri --accel uniform1d-x4 uniform1d-x8 vd2d-x8
     python -m dmbir_edu.experiments all
-    python -m dmbir_edu.experiments tune sparse_view      # pick lam / rho on VALIDATION seeds
+    python -m dmbir_edu.experiments defaults              # defaults vs a grid around them, VALIDATION
     python -m dmbir_edu.experiments steps --steps 100 300 1000 --depth 8   # step-count curve, VALIDATION
 
-Hyperparameters live in ``PARAMS``; they were picked with ``tune`` on ``data.VALIDATION_SEEDS``,
-never on the test volumes. Every number printed is measured by the run that prints it.
+Every method runs with its own defaults (lam and rho scale with the operator); ``PARAMS`` holds
+only per-experiment choices. Both were chosen on ``data.VALIDATION_SEEDS``, never on the test
+volumes. Every number printed is measured by the run that prints it.
 
 Explained in: chapter "DiffusionMBIR for sparse-view CT" (book/05_diffusionmbir.ipynb) and the
 appendix "Results" (book/results.ipynb).
 """
 import argparse
 import functools
+import inspect
 import itertools
 import time
 
 import torch
 
-from . import data, metrics
+from . import data, mbir, metrics, sampling
 from .ct import ParallelBeamCT, limited_angle_angles, sparse_view_angles
 from .mri import CartesianMRI, uniform1d_mask, variable_density2d_mask
+from .operators import scaled_defaults
 from .prior import load_prior
 from .reconstruct import DIFFUSION_METHODS, reconstruct
 
@@ -51,35 +54,14 @@ def needs_prior(labels):
 # line's defaults and the appendix "Results" both read it.
 JOBS = {"sparse_view": [8, 4, 2], "limited_angle": [90.0], "mri": ["uniform1d-x4", "uniform1d-x8", "vd2d-x8"]}
 
-# Per (task family, row label) keyword arguments, chosen on the validation seeds (``tune``,
-# ``step_curve`` and the n_cg runs below), never on the test volumes.
+# Per (task family, row label) keyword arguments: only what is a genuine choice of an experiment,
+# on top of each method's own defaults (which scale with the operator, so they serve every task).
+# How the defaults and these choices were made, with every validation number: the book's
+# appendix "Validation" (book/validation.md) and ``python -m dmbir_edu.experiments defaults``.
 PARAMS = {
-    ("ct", "admm_tv"): dict(lam=0.1, rho=1.0, n_iter=30, n_cg=20),
-    # tuned on validation phantom 9000000 at 8 views (a partial grid, for time): dds with
-    # lam / rho = 0.001 at rho in {3, 10, 30} -> rho = 10 best; diffusionmbir (16 central slices,
-    # 100 steps) with lam / rho = 0.004 at rho in {3, 10, 30}: 0.2 dB spread, rho = 10 kept.
-    # `steps --steps 100 300 1000 --depth 8` on validation phantom 9000000, 8 views, n_cg = 1
-    # (ADMM-TV 20.77 dB): carried (z, u) 19.45 / 22.96 / 26.31 dB, reset every step
-    # 23.26 / 27.62 / 27.97, slice-wise 20.16 / 22.82 / 25.35. 100 steps is what the CPU budget
-    # allows; the released method needs ~1000.
-    # CG iterations per step, same volume, 8 central slices, 100 steps, n_cg = 1 -> 5: slice-wise
-    # 20.16 -> 23.04 dB, reset 23.26 -> 27.95, carried 19.45 -> -12.05 (diverges: with an accurate
-    # x-update the carried z - u, which holds the z-differences of earlier, noisier samples, pins
-    # that noise into x; the released n_cg = 1 pulls weakly enough). Limited angle 90 deg, same
-    # protocol (ADMM-TV 22.00): slice-wise 17.31 -> 20.31, reset 17.52 -> 26.15, carried 16.84 -> 20.58.
-    ("ct", "slicewise"): dict(n_steps=100, n_cg=5),
-    ("ct", "diffusionmbir"): dict(n_steps=100, lam=0.04, rho=10.0, n_cg=1),
-    ("ct", "dmbir_reset"): dict(n_steps=100, rho=10.0, n_cg=5, reset_admm=True),
-    ("ct", "dds"): dict(n_steps=50, lam=0.01, rho=10.0, n_cg=5, eta=0.85),
-    # MRI: the test volume is the brain; validation runs on phantoms (``test_set``). Step curve at 100
-    # steps, 8 central slices of validation phantom 9000000 (n_cg = 1): uniform1d-x4 ADMM-TV 26.80,
-    # slice-wise 30.17, carried 32.37, reset 31.06 dB; uniform1d-x8 ADMM-TV 17.97, slice-wise 17.15,
-    # carried 19.32, reset 19.65. lam / rho not tuned.
-    ("mri", "admm_tv"): dict(lam=0.01, rho=0.1, n_iter=30, n_cg=20),
-    ("mri", "slicewise"): dict(n_steps=100, n_cg=1),
-    ("mri", "diffusionmbir"): dict(n_steps=100, lam=0.005, rho=0.1, n_cg=1),
-    ("mri", "dmbir_reset"): dict(n_steps=100, rho=0.1, n_cg=1, reset_admm=True),
-    ("mri", "dds"): dict(n_steps=50, lam=0.005, rho=0.1, n_cg=5, eta=0.85),
+    # the chapter 5 ablation, with (z, u) restarted every step: it takes an accurate x-update
+    # (5 CG iterations: +4.7 dB at 8 views, +8.6 dB at a 90 degree arc on validation)
+    ("ct", "dmbir_reset"): dict(n_cg=5),
 }
 
 # What the paper reports (reference/dmbir-spec.md section 4): the ordering of methods, and the one
@@ -126,10 +108,32 @@ def test_set(task, size=64, n_volumes=4, seeds=None, depth=None):
 
 def method_kwargs(task, label, n_steps=None):
     """The keyword arguments of one table row (a ``reconstruct`` method or a ``VARIANTS`` label):
-    its PARAMS, with ``n_steps`` if given (DDS: at most its PARAMS steps)."""
-    kw = dict(PARAMS.get(("mri" if task == "mri" else "ct", label), {}))
-    if n_steps is not None and "n_steps" in kw:
-        kw["n_steps"] = n_steps if label != "dds" else min(n_steps, kw["n_steps"])
+    what defines a variant, then its PARAMS, then ``n_steps`` if given (DDS: at most its default
+    50 steps; DDS needs fewer steps, not more)."""
+    kw = dict(VARIANT_KWARGS.get(label, {})) | PARAMS.get(("mri" if task == "mri" else "ct", label), {})
+    method = method_of(label)
+    if n_steps is not None and method in DIFFUSION_METHODS:
+        fn = {"slicewise": sampling.slicewise, "diffusionmbir": sampling.diffusion_mbir, "dds": sampling.dds}[method]
+        default = inspect.signature(fn).parameters["n_steps"].default
+        kw["n_steps"] = min(n_steps, default) if method == "dds" else n_steps
+    return kw
+
+
+# Each method's default lam and rho, relative to the operator's scale (``operators.scaled_defaults``).
+RELATIVE_LAM_RHO = {"admm_tv": (mbir.ADMM_LAM_REL, mbir.ADMM_RHO_REL),
+                    "diffusionmbir": (sampling.DMBIR_LAM_REL, sampling.DMBIR_RHO_REL),
+                    "dds": (sampling.DDS_LAM_REL, sampling.DDS_RHO_REL)}
+
+
+def resolved_kwargs(task, setting, label, size=64, n_steps=None, defaults=False):
+    """What a table row runs with on this task's operator: ``method_kwargs`` (or, with
+    ``defaults=True``, only what defines a ``VARIANTS`` row), with lam and rho made explicit
+    (the method's defaults scaled to the operator, where the row does not set them)."""
+    kw = dict(VARIANT_KWARGS.get(label, {})) if defaults else method_kwargs(task, label, n_steps)
+    method = method_of(label)
+    if method in RELATIVE_LAM_RHO:
+        A = operator(task, setting, size)
+        kw["lam"], kw["rho"] = scaled_defaults(A, kw.get("lam"), kw.get("rho"), *RELATIVE_LAM_RHO[method])
     return kw
 
 
@@ -138,7 +142,7 @@ def run(task, settings, methods=METHODS, size=64, n_volumes=4, n_steps=None, see
     """Reconstruct every test volume with every method (or ``VARIANTS`` label); returns a list of rows.
 
     Each row: task, setting, method (the label), volume, per-axis psnr / ssim, seconds, and the kwargs used.
-    ``overrides`` maps a method to keyword arguments that replace ``PARAMS`` (used by ``tune``).
+    ``overrides`` maps a method to keyword arguments that replace ``PARAMS`` (used by ``defaults_check``).
     ``keep=True`` also stores the reconstruction (``row["x_hat"]``) and the truth (``row["x"]``),
     for pictures. ``depth`` keeps the central ``depth`` slices of each volume (default: all; fewer for quick runs).
     ``device``: where the operators, the prior and the volumes live (the noise is drawn from a seeded
@@ -207,14 +211,10 @@ DEFAULTS_METHODS = ("admm_tv", "slicewise", "diffusionmbir", "dds")
 def grid_point(task, setting, method, point, size=64):
     """Absolute keyword arguments for a ``DEFAULTS_GRID`` point: lam / rho multipliers applied to
     the method's default lam and rho on this task's operator; other entries as they are."""
-    from .operators import scaled_defaults
-    from . import mbir, sampling
-    rel = {"admm_tv": (mbir.ADMM_LAM_REL, mbir.ADMM_RHO_REL), "diffusionmbir": (sampling.DMBIR_LAM_REL, sampling.DMBIR_RHO_REL),
-           "dds": (sampling.DDS_LAM_REL, sampling.DDS_RHO_REL)}
     if "lam" not in point and "rho" not in point:
         return dict(point)
-    lam, rho = scaled_defaults(operator(task, setting, size), None, None, *rel[method])
-    return dict(lam=lam * point.get("lam", 1), rho=rho * point.get("rho", 1))
+    kw = resolved_kwargs(task, setting, method, size, defaults=True)
+    return dict(lam=kw["lam"] * point.get("lam", 1), rho=kw["rho"] * point.get("rho", 1))
 
 
 def defaults_check(jobs=JOBS, methods=DEFAULTS_METHODS, depth=8, n_volumes=1, size=64, prior=None, device="cpu",

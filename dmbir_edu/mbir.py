@@ -131,17 +131,18 @@ def tv_objective(x, y, A, D, lam):
     return 0.5 * (r.abs() ** 2).sum().item() + lam * sum(Di(x).abs().sum().item() for Di in D)
 
 
-# admm_tv's default lam and rho relative to the operator's scale ``A.normal_mean()`` (the mean
-# eigenvalue of A^T A, ``operators.scaled_defaults``), chosen on validation volumes.
-ADMM_LAM_REL, ADMM_RHO_REL = 0.023, 0.23
+# admm_tv's default lam and rho relative to the operator's scale ||A^T A|| (``A.normal_norm()``,
+# ``operators.scaled_defaults``), chosen on validation volumes (book appendix "Validation").
+ADMM_LAM_REL, ADMM_RHO_REL = 1e-4, 1e-3
 
 
 def admm_tv(y, A, lam=None, rho=None, axes="xyz", n_iter=30, n_cg=20, x0=None, boundary="neumann", callback=None):
     """ADMM-TV reconstruction: ``n_iter`` ADMM iterations of ``admm_tv_step`` from ``x0``
     (default zeros, as the official baseline), with ``n_cg`` CG iterations per x-update.
 
-    lam, rho default (None) to ``ADMM_LAM_REL`` and ``ADMM_RHO_REL`` times ``A.normal_mean()``
-    (at 8 views, 64^2: lam = 0.1, rho = 1), so that one default serves every task.
+    lam, rho default (None) to ``ADMM_LAM_REL`` and ``ADMM_RHO_REL`` times ||A^T A||
+    (``A.normal_norm()``; at 8 views, 64^2: lam = 0.050, rho = 0.50), so that one default serves
+    every task.
 
     ``axes="xyz"`` is 3D anisotropic TV, ``axes="z"`` TV along z only. ``callback(k, x, state)``
     is called after every iteration. Returns x, shaped like ``A.adjoint(y)``.

@@ -111,11 +111,12 @@ def _check(y, A, prior, lam, rho, n_steps):
                          f"but the operator works on {A.image_size}x{A.image_size}")
 
 
-# Each method's default lam and rho, relative to the operator's scale ``A.normal_mean()`` (the mean
-# eigenvalue of A^T A, ``operators.scaled_defaults``), chosen on validation volumes: see the book's
-# appendix "Results" and ``experiments.defaults_table``.
-DMBIR_LAM_REL, DMBIR_RHO_REL = 0.009, 2.3
-DDS_LAM_REL, DDS_RHO_REL = 0.0023, 2.3
+# Each method's default lam and rho, relative to the operator's scale ||A^T A|| (``A.normal_norm()``,
+# ``operators.scaled_defaults``), chosen on validation volumes (book appendix "Validation"): rho is
+# ||A^T A|| / 20 for both; the shrinkage threshold lam / rho (in image units) is 0.02 for
+# DiffusionMBIR and 0.004 for DDS.
+DMBIR_LAM_REL, DMBIR_RHO_REL = 1e-3, 0.05
+DDS_LAM_REL, DDS_RHO_REL = 2e-4, 0.05
 
 
 def diffusion_mbir(y, A, prior, n_steps=100, snr=0.16, lam=None, rho=None, axes="z", n_admm=1, n_cg=1,
@@ -133,9 +134,10 @@ def diffusion_mbir(y, A, prior, n_steps=100, snr=0.16, lam=None, rho=None, axes=
         2N - 1 NFE per slice).
     snr : r, Langevin corrector signal-to-noise ratio (0.16 in the paper).
     lam, rho : TV weight and ADMM penalty, in units of our exact adjoint. Default (None):
-        ``DMBIR_LAM_REL`` and ``DMBIR_RHO_REL`` times ``A.normal_mean()``, so one default serves
-        every view count, arc and modality (at 8 views, 64^2: lam = 0.04, rho = 10; the paper's
-        0.04 and 10 used a back-projector scaled by pi / (2 n_views); book chapter 5 converts).
+        ``DMBIR_LAM_REL`` and ``DMBIR_RHO_REL`` times ||A^T A|| (``A.normal_norm()``), so one
+        default serves every view count, arc and modality (at 8 views, 64^2: lam = 0.50,
+        rho = 24.8; the paper's 0.04 and 10 used a back-projector scaled by pi / (2 n_views);
+        book chapter 5 converts).
     axes : TV directions, "z" (the method) or "xyz" (ablation); None or "" for no TV, which
         makes the data-consistency step per slice (the slice-wise baseline).
     n_admm, n_cg : ADMM iterations per diffusion step and CG iterations per x-update (1 and 1).
@@ -239,8 +241,8 @@ def dds(y, A, prior, n_steps=50, eta=0.85, lam=None, rho=None, axes="z", n_admm=
        eps_hat = (x - D(x; sigma_i)) / sigma_i the network's noise estimate (DDIM-style:
        eta = 0 is deterministic, eta = 1 fresh noise only).
 
-    lam, rho default to ``DDS_LAM_REL`` and ``DDS_RHO_REL`` times ``A.normal_mean()``
-    (``diffusion_mbir``). Returns the last x0_hat. DDS has no final Kaczmarz step;
+    lam, rho default to ``DDS_LAM_REL`` and ``DDS_RHO_REL`` times ||A^T A|| (``A.normal_norm()``,
+    as ``diffusion_mbir``; at 8 views, 64^2: lam = 0.099, rho = 24.8). Returns the last x0_hat. DDS has no final Kaczmarz step;
     ``final_correction=True`` adds the DiffusionMBIR one (ablation).
 
     Explained in: chapter "Making it fast" (book/09_speed.ipynb).
