@@ -276,8 +276,9 @@ def main(argv=None):
                     "against the step count, both on VALIDATION volumes.")
     p.add_argument("task", choices=["sparse_view", "limited_angle", "mri", "all", "defaults", "steps"],
                    help="what to run")
-    p.add_argument("steps_task", nargs="?", default="sparse_view", choices=list(JOBS),
-                   help="the task of 'steps' (its first setting is used)")
+    p.add_argument("sub_task", nargs="?", default=None, choices=list(JOBS),
+                   help="'defaults': only this task (default: every task); 'steps': its task (default: sparse_view; "
+                        "its first setting is used)")
     p.add_argument("--views", type=int, nargs="+", default=JOBS["sparse_view"], help="sparse-view CT: number of views")
     p.add_argument("--arc", type=float, nargs="+", default=JOBS["limited_angle"], help="limited-angle CT: arc in degrees")
     p.add_argument("--accel", nargs="+", default=JOBS["mri"], help="MRI masks, e.g. uniform1d-x4 vd2d-x8")
@@ -297,11 +298,12 @@ def main(argv=None):
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {a.device}, prior "
           f"{'phantom64' if needs_prior(methods) else '-'}", flush=True)
     if a.task == "defaults":
-        defaults_check(jobs, methods, depth=a.depth or 8, size=a.size, device=a.device,
-                       print_fn=functools.partial(print, flush=True))
+        defaults_check({t: s for t, s in jobs.items() if a.sub_task in (None, t)}, methods, depth=a.depth or 8,
+                       size=a.size, device=a.device, print_fn=functools.partial(print, flush=True))
         return
     if a.task == "steps":
-        step_curve(a.steps_task, jobs[a.steps_task][0], a.steps or [100, 300, 1000], a.depth, device=a.device)
+        task = a.sub_task or "sparse_view"
+        step_curve(task, jobs[task][0], a.steps or [100, 300, 1000], a.depth, device=a.device)
         return
     jobs = {task: settings for task, settings in jobs.items() if a.task in (task, "all")}
     rows = run_all(jobs, methods, size=a.size, n_volumes=a.volumes, n_steps=a.steps[0] if a.steps else None,

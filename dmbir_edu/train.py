@@ -63,17 +63,21 @@ def sample_sigma(n, sigma_min, sigma_max, g):
 
 
 def dsm_loss(prior, x0, g):
-    """Denoising score matching loss (EDM weighting) on a batch x0 of shape (B, 1, H, W)."""
-    sigma = sample_sigma(x0.shape[0], prior.sigma_min, prior.sigma_max, g)
-    xi = torch.randn(x0.shape, generator=g)
+    """Denoising score matching loss (EDM weighting) on a batch x0 of shape (B, 1, H, W).
+
+    sigma and the noise come from the CPU generator ``g`` and move to the prior's device, so a
+    run draws the same numbers on every device."""
+    sigma = sample_sigma(x0.shape[0], prior.sigma_min, prior.sigma_max, g).to(prior.device)
+    xi = torch.randn(x0.shape, generator=g).to(prior.device)
+    x0 = x0.to(prior.device)
     D = prior(x0 + sigma.reshape(-1, 1, 1, 1) * xi, sigma)
     lam = (sigma**2 + SIGMA_DATA**2) / (sigma * SIGMA_DATA) ** 2
     return (lam.reshape(-1, 1, 1, 1) * (D - x0) ** 2).mean()
 
 
 def train(run_dir, steps, config=DEFAULT_UNET, batch_size=32, lr=5e-4, warmup=200, ema_decay=0.999,
-          sigma_min=0.01, sigma_max=40.0, seed=0, checkpoint_every=250, progress=True):
-    """Train (or resume) a prior; checkpoints and a CSV loss log go to ``run_dir``.
+          sigma_min=0.01, sigma_max=40.0, seed=0, checkpoint_every=250, progress=True, device="cpu"):
+    """Train (or resume) a prior on ``device``; checkpoints and a CSV loss log go to ``run_dir``.
 
     Returns the EMA ``Prior`` (the weights used at inference).
     """
@@ -83,12 +87,12 @@ def train(run_dir, steps, config=DEFAULT_UNET, batch_size=32, lr=5e-4, warmup=20
         steps=steps, config=config, batch_size=batch_size, lr=lr, warmup=warmup, ema_decay=ema_decay,
         sigma_min=sigma_min, sigma_max=sigma_max, seed=seed)))
     torch.manual_seed(seed)
-    prior = Prior(config, sigma_min, sigma_max)
+    prior = Prior(config, sigma_min, sigma_max).to(device)
     ema = copy.deepcopy(prior).requires_grad_(False)
     opt = torch.optim.Adam(prior.parameters(), lr=lr)
     ckpt, start = run_dir / "checkpoint.pt", 0
     if ckpt.exists():
-        state = torch.load(ckpt, weights_only=True)
+        state = torch.load(ckpt, weights_only=True, map_location=device)
         prior.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         opt.load_state_dict(state["opt"])
@@ -136,7 +140,7 @@ def export(run_dir, name, command):
 
     run_dir = Path(run_dir)
     args = json.loads((run_dir / "args.json").read_text())
-    state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    state = torch.load(run_dir / "checkpoint.pt", weights_only=True, map_location="cpu")
     net = {k.removeprefix("net."): v.contiguous() for k, v in state["ema"].items()}
     path = WEIGHTS_DIR / f"{name}.safetensors"
     save_file(net, path)
@@ -164,6 +168,7 @@ def main(argv=None):
     p.add_argument("--batch-size", type=int, default=32, help="slices per training step")
     p.add_argument("--lr", type=float, default=5e-4, help="Adam learning rate, after a 200-step linear warm-up")
     p.add_argument("--seed", type=int, default=0, help="seed of the initial weights, the batches and the noise")
+    p.add_argument("--device", default="cpu", help="torch device to train on, e.g. cuda (same batches on every device)")
     p.add_argument("--export", metavar="NAME",
                    help="do not train: write the EMA weights of --run to dmbir_edu/weights/NAME.safetensors, "
                         "with its card NAME.json and loss log")
@@ -175,7 +180,7 @@ def main(argv=None):
         card = export(a.run, a.export, a.command or "python -m dmbir_edu.train " + " ".join(sys.argv[1:]))
         print(json.dumps(card, indent=1))
     else:
-        train(a.run, a.steps, batch_size=a.batch_size, lr=a.lr, seed=a.seed)
+        train(a.run, a.steps, batch_size=a.batch_size, lr=a.lr, seed=a.seed, device=a.device)
 
 
 if __name__ == "__main__":
