@@ -62,4 +62,8 @@ def test_defaults_follow_the_operator_scale():
     assert B.normal_norm() == pytest.approx(9 * A.normal_norm(), rel=1e-6)
     a = dm.reconstruct(A(x), A, "admm_tv", n_iter=5)
     b = dm.reconstruct(B(x), B, "admm_tv", n_iter=5)
-    assert (a - b).abs().max().item() < 1e-4
+    # The two runs are the same problem and differ by round-off only, which CG's iterates amplify
+    # (measured 2.5e-3 in float32); the same run on B with lam and rho NOT rescaled differs by 0.14.
+    assert (a - b).abs().max().item() < 1e-2
+    lam, rho = dm.operators.scaled_defaults(A, None, None, dm.mbir.ADMM_LAM_REL, dm.mbir.ADMM_RHO_REL)
+    assert (a - dm.reconstruct(B(x), B, "admm_tv", n_iter=5, lam=lam, rho=rho)).abs().max().item() > 1e-1
