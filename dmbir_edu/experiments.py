@@ -108,14 +108,14 @@ def test_set(task, size=64, n_volumes=4, seeds=None, depth=None):
 
 def method_kwargs(task, label, n_steps=None):
     """The keyword arguments of one table row (a ``reconstruct`` method or a ``VARIANTS`` label):
-    what defines a variant, then its PARAMS, then ``n_steps`` if given (DDS: at most its default
-    50 steps; DDS needs fewer steps, not more)."""
+    what defines a variant, then its PARAMS, then for the samplers ``n_steps``: the given one
+    (DDS: at most its default 50 steps; DDS needs fewer steps, not more) or the sampler's default."""
     kw = dict(VARIANT_KWARGS.get(label, {})) | PARAMS.get(("mri" if task == "mri" else "ct", label), {})
     method = method_of(label)
-    if n_steps is not None and method in DIFFUSION_METHODS:
+    if method in DIFFUSION_METHODS and "n_steps" not in kw:
         fn = {"slicewise": sampling.slicewise, "diffusionmbir": sampling.diffusion_mbir, "dds": sampling.dds}[method]
         default = inspect.signature(fn).parameters["n_steps"].default
-        kw["n_steps"] = min(n_steps, default) if method == "dds" else n_steps
+        kw["n_steps"] = default if n_steps is None else min(n_steps, default) if method == "dds" else n_steps
     return kw
 
 
@@ -125,14 +125,15 @@ RELATIVE_LAM_RHO = {"admm_tv": (mbir.ADMM_LAM_REL, mbir.ADMM_RHO_REL),
                     "dds": (sampling.DDS_LAM_REL, sampling.DDS_RHO_REL)}
 
 
-def resolved_kwargs(task, setting, label, size=64, n_steps=None, defaults=False):
+def resolved_kwargs(task, setting, label, size=64, n_steps=None, defaults=False, A=None):
     """What a table row runs with on this task's operator: ``method_kwargs`` (or, with
     ``defaults=True``, only what defines a ``VARIANTS`` row), with lam and rho made explicit
-    (the method's defaults scaled to the operator, where the row does not set them)."""
+    (the method's defaults scaled to the operator, where the row does not set them). ``A``: the
+    task's operator if already built (it caches its scale); built here otherwise."""
     kw = dict(VARIANT_KWARGS.get(label, {})) if defaults else method_kwargs(task, label, n_steps)
     method = method_of(label)
     if method in RELATIVE_LAM_RHO:
-        A = operator(task, setting, size)
+        A = operator(task, setting, size) if A is None else A
         kw["lam"], kw["rho"] = scaled_defaults(A, kw.get("lam"), kw.get("rho"), *RELATIVE_LAM_RHO[method])
     return kw
 

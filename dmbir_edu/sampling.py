@@ -113,10 +113,10 @@ def _check(y, A, prior, lam, rho, n_steps):
 
 # Each method's default lam and rho, relative to the operator's scale ||A^T A|| (``A.normal_norm()``,
 # ``operators.scaled_defaults``), chosen on validation volumes (book appendix "Validation"): rho is
-# ||A^T A|| / 20 for both; the shrinkage threshold lam / rho (in image units) is 0.02 for
-# DiffusionMBIR and 0.004 for DDS.
-DMBIR_LAM_REL, DMBIR_RHO_REL = 1e-3, 0.05
-DDS_LAM_REL, DDS_RHO_REL = 2e-4, 0.05
+# ||A^T A|| / 20 for DiffusionMBIR and / 40 for DDS; the shrinkage threshold lam / rho (in image
+# units) is 0.08 for DiffusionMBIR and 0.016 for DDS.
+DMBIR_LAM_REL, DMBIR_RHO_REL = 4e-3, 0.05
+DDS_LAM_REL, DDS_RHO_REL = 4e-4, 0.025
 
 
 def diffusion_mbir(y, A, prior, n_steps=100, snr=0.16, lam=None, rho=None, axes="z", n_admm=1, n_cg=1,
@@ -135,7 +135,7 @@ def diffusion_mbir(y, A, prior, n_steps=100, snr=0.16, lam=None, rho=None, axes=
     snr : r, Langevin corrector signal-to-noise ratio (0.16 in the paper).
     lam, rho : TV weight and ADMM penalty, in units of our exact adjoint. Default (None):
         ``DMBIR_LAM_REL`` and ``DMBIR_RHO_REL`` times ||A^T A|| (``A.normal_norm()``), so one
-        default serves every view count, arc and modality (at 8 views, 64^2: lam = 0.50,
+        default serves every view count, arc and modality (at 8 views, 64^2: lam = 1.98,
         rho = 24.8; the paper's 0.04 and 10 used a back-projector scaled by pi / (2 n_views);
         book chapter 5 converts).
     axes : TV directions, "z" (the method) or "xyz" (ablation); None or "" for no TV, which
@@ -242,8 +242,10 @@ def dds(y, A, prior, n_steps=50, eta=0.85, lam=None, rho=None, axes="z", n_admm=
        eta = 0 is deterministic, eta = 1 fresh noise only).
 
     lam, rho default to ``DDS_LAM_REL`` and ``DDS_RHO_REL`` times ||A^T A|| (``A.normal_norm()``,
-    as ``diffusion_mbir``; at 8 views, 64^2: lam = 0.099, rho = 24.8). Returns the last x0_hat. DDS has no final Kaczmarz step;
-    ``final_correction=True`` adds the DiffusionMBIR one (ablation).
+    as ``diffusion_mbir``; at 8 views, 64^2: lam = 0.198, rho = 12.4). Returns the last x0_hat.
+    DDS has no final Kaczmarz step; ``final_correction=True`` adds the DiffusionMBIR one (ablation).
+    With eta = 1 the re-noise is fresh noise of variance sigma_{i+1}^2 on top of x0_hat: not the
+    DDPM posterior's smaller variance, so the output is not an exact posterior sample.
 
     Explained in: chapter "Making it fast" (book/09_speed.ipynb).
     """
