@@ -199,12 +199,12 @@ def mean_psnr(rows, method, axes=tuple(metrics.AXES)):
 
 # The defaults check: each method with no arguments at all against the best of a small grid around
 # its defaults, on a validation volume. lam and rho are multiplied (one at a time) by 1/4 and 4;
-# the slice-wise sampler (no lam, no rho) tries 1 and 20 CG iterations besides its default 5.
+# the slice-wise sampler (no lam, no rho) tries 5 and 50 CG iterations besides its default 20.
 DEFAULTS_GRID = {
     "admm_tv": [dict(lam=1 / 4), dict(lam=4), dict(rho=1 / 4), dict(rho=4)],
     "diffusionmbir": [dict(lam=1 / 4), dict(lam=4), dict(rho=1 / 4), dict(rho=4)],
     "dds": [dict(lam=1 / 4), dict(lam=4), dict(rho=1 / 4), dict(rho=4)],
-    "slicewise": [dict(n_cg=1), dict(n_cg=20)],
+    "slicewise": [dict(n_cg=5), dict(n_cg=50)],
 }
 DEFAULTS_METHODS = ("admm_tv", "slicewise", "diffusionmbir", "dds")
 
@@ -241,7 +241,8 @@ def defaults_check(jobs=JOBS, methods=DEFAULTS_METHODS, depth=8, n_volumes=1, si
                 out.append(dict(task=task, setting=setting, method=method, baseline=mean_psnr(base, base[0]["method"]),
                                 default=d, tuned=tried[best], best=best, tried=tried))
                 print_fn(f"{task:<14}{str(setting):<13}{method:<14} baseline {out[-1]['baseline']:6.2f}  default {d:6.2f}"
-                         f"  tuned {tried[best]:6.2f} ({best})  gap {tried[best] - d:5.2f} dB")
+                         f"  tuned {tried[best]:6.2f} ({best})  gap {tried[best] - d:5.2f} dB   [" +
+                         ", ".join(f"{k}: {v:.2f}" for k, v in tried.items()) + "]")
     return out
 
 
