@@ -104,7 +104,7 @@ class Prior(nn.Module):
         h = c_in * (x - 0.5)
         h = h.contiguous(memory_format=torch.channels_last) if self.channels_last else h
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-            F = (self.compiled or self.net)(h, 999 * t).sample
+            F = (self.net if self.compiled is None else self.compiled)(h, 999 * t).sample
         return 0.5 + c_skip * (x - 0.5) + c_out * F.float()
 
     def denoise(self, x, sigma):
