@@ -25,26 +25,18 @@ def limited_angle_angles(arc_degrees, n_views=None):
     return torch.arange(n_views, dtype=torch.float64) * math.radians(arc_degrees) / n_views
 
 
-def _footprints(u, v, n_det, n_bins):
-    """Weights of a block of (pixel, view) pairs on their few consecutive detector bins.
-
-    ``u`` (..., o, 1) and ``v`` (..., 1, o) broadcast to the sub-pixels' detector coordinates
-    s = u + v, in bin units (the last two axes are the o x o sub-pixels of one pixel). Returns
-    ``first`` (...), int32, the lowest bin the pixel reaches, and ``w`` (..., n_bins), float64:
-    ``w[..., k]`` is the pixel's weight on bin ``first + k`` (zero where it reaches fewer bins).
-    """
-    o = u.shape[-2]
-    s = u + v
-    i0 = torch.floor(s)
-    f = (s - i0).flatten(-2)                                   # linear-interpolation weight of bin i0 + 1
-    # the lowest sub-pixel of a pixel is at a corner: floor(min s) without a reduction over s
-    first = torch.floor(u.amin(-2, keepdim=True) + v.amin(-1, keepdim=True))
-    k0 = (i0 - first).flatten(-2).long()                      # 0 <= k0 <= n_bins - 2
-    area = 1.0 / o**2
-    w = torch.zeros(*f.shape[:-1], n_bins, dtype=s.dtype, device=s.device)
-    w.scatter_add_(-1, k0, area * (1 - f))                     # bin first + k0
-    w[..., 1:].scatter_add_(-1, k0, area * f)                  # bin first + k0 + 1
-    return first[..., 0, 0].to(torch.int32), w
+def _footprints(t, n_det, K):
+    """Weights of N (pixel, view) pairs on K consecutive detector bins, from the detector
+    coordinates ``t`` (N, o^2) of each pixel's o^2 sub-pixels, in bin units. Returns ``bins``
+    (N, K), int64, the K bins from the lowest one the pixel reaches, ``w`` (N, K), float64, its
+    weight on each, and ``keep`` (N, K): the weight is nonzero and the bin on the detector."""
+    first = t.amin(1, keepdim=True).floor()            # lowest bin reached
+    k = (t.floor() - first).long()                     # each sub-pixel's bin floor(t), from first
+    f = t - t.floor()                                  # its share of bin floor(t) + 1
+    w = torch.zeros(len(t), K, dtype=t.dtype, device=t.device)
+    w.scatter_add_(1, torch.cat([k, k + 1], 1), torch.cat([1 - f, f], 1) * (1 / t.shape[1]))
+    bins = first.long() + torch.arange(K, device=t.device)
+    return bins, w, (w != 0) & (bins >= 0) & (bins < n_det)
 
 
 def _system_matrix(n, angles, n_det, oversample, device=None, block_elements=2**20):
@@ -52,102 +44,67 @@ def _system_matrix(n, angles, n_det, oversample, device=None, block_elements=2**
     S is (n_angles * n_det, n * n), row ``a * n_det + i`` = view a, bin i; column = pixel
     ``h * n + w``.
 
-    Each pixel is split into ``oversample^2`` sub-pixels; each sub-pixel centre p is projected to
-    s = p_1 cos(theta) + p_2 sin(theta) on the detector and its area is shared between the two
-    nearest detector bins by linear interpolation.
+    Each pixel is split into o x o sub-pixels (o = ``oversample``); each sub-pixel centre p is
+    projected to s = p_1 cos(theta) + p_2 sin(theta) on the detector and its area 1 / o^2 is
+    shared between the two nearest bins by linear interpolation: in bin units,
+    t = s + n_det / 2 - 1/2, bin floor(t) gets 1 - frac(t) and bin floor(t) + 1 gets frac(t).
 
-    Construction (torch, on ``device``, no (row, column, value) triplet list). In bin units,
-    t = s + n_det / 2 - 1/2, a sub-pixel at t gives 1 - frac(t) to bin floor(t) and frac(t) to
-    bin floor(t) + 1 (each times 1 / oversample^2). The o = ``oversample`` sub-pixel centres of a
-    pixel are offset from its centre by at most (o - 1) / (2 o) along each axis, so their t
-    spread over at most (o - 1) / o * (|cos| + |sin|) <= (o - 1) / o * sqrt(2) < sqrt(2); the
-    bins a pixel reaches, floor(t_min) .. floor(t_max) + 1, are therefore at most
-    K = ceil((o - 1) / o * sqrt(2)) + 2 consecutive ones (2 for o = 1, 3 for o = 2 or 3, 4 above).
-    So the weights of one (pixel, view) pair are a dense K-vector starting at bin floor(t_min),
-    accumulated with ``scatter_add`` over the sub-pixels (``_footprints``).
+    How many bins can one pixel reach? Its sub-pixel centres are at most (o - 1) / (2 o) from
+    its centre along each axis, so their t spread over at most
+    (o - 1) / o * (|cos| + |sin|) <= (o - 1) / o * sqrt(2); the bins reached, floor(t_min) ..
+    floor(t_max) + 1, are at most K = ceil((o - 1) / o * sqrt(2)) + 2 consecutive ones (2 for
+    o = 1, 3 for o = 2 or 3, 4 above). So for one view a pixel's weights are a dense K-vector
+    starting at bin floor(t_min), summed over its sub-pixels with one ``scatter_add``
+    (``_footprints``).
 
-    t is computed as (p_1 cos + n_det / 2 - 1/2) + p_2 sin, separably; floor(t_min) comes from
-    the pixel's corner sub-pixel (rounding is monotone, so it is the least of the sub-pixels'
-    floors). Against a NumPy triplet-list build of the same formula the matrices agree to
-    1.4e-14 (64 x 64, 180 views; the other order of the sum moves t by an ulp).
+    CSR wants the entries sorted by row, then column; no (row, column) pair repeats here.
+    S is built a few whole views at a time: their rows come after the previous views', so only
+    a step's own entries are sorted by row (a stable sort: the pixels stay ascending within a
+    row). S^T is built a few whole image rows at a time, in the order (pixel, view, k), which
+    is already sorted. A step covers about ``block_elements`` sub-pixel evaluations; the result
+    does not depend on it (fewer, larger steps are faster where threads wait for cores).
 
-    * S^T (rows = pixels): blocks of image rows, every view; the K-vectors come out in the order
-      (pixel, view, k), i.e. already sorted by (row, column) of S^T: dropping the zeros and the
-      bins off the detector gives its CSR arrays, with no sort. They are written in order into
-      buffers of the bound's size (n^2 n_angles K; on the CPU the unwritten tail is never
-      resident) and the used part is copied out.
-    * S (rows = (view, bin)): blocks of views; the same K-vectors recomputed in the order (view,
-      pixel, k). A stable sort of each block by row keeps the pixels ascending within a row; row
-      lengths are known from S^T, so each block is written in place (no concatenation).
-
-    Memory: the two matrices (12 bytes per nonzero each: float64 values, int32 indices) plus
-    the temporaries of one block of ``block_elements`` (sub-pixel, view) pairs, about 0.1 GiB at
-    the default 2^20 (100-140 bytes per pair); no global sort. Larger blocks mean fewer, larger tensor operations (faster where threads
-    compete for cores), smaller ones less memory.
+    Indices are int64 while building (torch's index type) and int32 in the result (unless
+    nnz >= 2^31): 12 instead of 16 bytes per nonzero, and the CPU sparse products were 1.2-1.5 x
+    faster (measured at 128 x 128). Memory: S, S^T, the entry lists of the one being built and
+    one step's temporaries.
     """
-    dev = torch.device("cpu") if device is None else torch.device(device)
-    f64, i32 = torch.float64, torch.int32
+    dev = torch.device("cpu" if device is None else device)
     o, n_pix = int(oversample), n * n
-    angles = torch.as_tensor(angles, dtype=f64).reshape(-1).to(dev)
-    n_ang, n_rows = angles.numel(), angles.numel() * n_det
     K = math.ceil((o - 1) / o * math.sqrt(2)) + 2
-    c = ((torch.arange(n * o, dtype=f64, device=dev) + 0.5) / o - n / 2).view(n, o)   # sub-pixel centres
-    cos, sin = torch.cos(angles), torch.sin(angles)
-    k = torch.arange(K, dtype=i32, device=dev)
+    angles = torch.as_tensor(angles, dtype=torch.float64).reshape(-1).to(dev)
+    n_ang = len(angles)
+    c = (torch.arange(n * o, dtype=torch.float64, device=dev) + 0.5) / o - n / 2   # sub-pixel centres
+    # t of sub-pixel (i, j) of pixel (h, w) in view a is u[a, h, i] + v[a, w, j]
+    u = (c * torch.cos(angles)[:, None] + (n_det / 2 - 0.5)).view(n_ang, n, o)
+    v = (c * torch.sin(angles)[:, None]).view(n_ang, n, o)
 
-    def keep(first, w):                                        # nonzero and on the detector
-        bins = first[..., None] + k
-        return bins, (w != 0) & (bins >= 0) & (bins < n_det)
+    def csr(parts, shape):                              # parts: (row lengths, columns, values)
+        lengths, cols, vals = (torch.cat(x) for x in zip(*parts))
+        crow = torch.cat([lengths.new_zeros(1), lengths.cumsum(0)])
+        idx = torch.int32 if len(vals) < 2**31 else torch.int64
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Sparse CSR tensor support is in beta")
+            return torch.sparse_csr_tensor(crow.to(idx), cols.to(idx), vals, shape, check_invariants=False)
 
-    # S^T: axes (image row h, image column w, view, sub-pixel row, sub-pixel column)
-    u = (c.view(n, 1, 1, o, 1) * cos.view(1, 1, -1, 1, 1)).add_(n_det / 2 - 0.5)
-    v = c.view(1, n, 1, 1, o) * sin.view(1, 1, -1, 1, 1)
-    view_start = (torch.arange(n_ang, dtype=i32, device=dev) * n_det).view(-1, 1)
-    # at most K entries per (pixel, view): fill buffers of that size in order, keep the used part
-    cols_t = torch.empty(n_pix * n_ang * K, dtype=i32, device=dev)
-    vals_t = torch.empty(n_pix * n_ang * K, dtype=f64, device=dev)
-    counts, nnz = torch.empty(n_pix, dtype=torch.int64, device=dev), 0
-    rows_per_block = max(1, block_elements // (n * n_ang * o * o))
-    for h0 in range(0, n, rows_per_block):
-        first, w = _footprints(u[h0:h0 + rows_per_block], v, n_det, K)
-        bins, ok = keep(first, w)
-        col = torch.masked_select(bins + view_start, ok)
-        cols_t[nnz:nnz + len(col)] = col
-        vals_t[nnz:nnz + len(col)] = torch.masked_select(w, ok)
-        counts[h0 * n:h0 * n + ok.shape[0] * n] = ok.sum((-2, -1)).flatten()
-        nnz += len(col)
-    del first, w, bins, ok, col
-    cols_t, vals_t = cols_t[:nnz].clone(), vals_t[:nnz].clone()
-    crow_t = torch.zeros(n_pix + 1, dtype=torch.int64, device=dev)
-    torch.cumsum(counts, 0, out=crow_t[1:])
+    parts, step = [], max(1, block_elements // (n_pix * o * o))
+    for a in range(0, n_ang, step):                     # S: views a, a + 1, ...; pairs (view, pixel)
+        t = u[a:a + step, :, None, :, None] + v[a:a + step, None, :, None, :]       # (view, h, w, i, j)
+        bins, w, keep = _footprints(t.reshape(-1, o * o), n_det, K)
+        q = torch.arange(len(bins), device=dev)[:, None]                             # pair number
+        rows = (q // n_pix * n_det + bins)[keep]                                     # row - a * n_det
+        order = torch.sort(rows, stable=True).indices
+        parts.append((torch.bincount(rows, minlength=len(t) * n_det),
+                      (q % n_pix).expand_as(bins)[keep][order], w[keep][order]))
+    S = csr(parts, (n_ang * n_det, n_pix))
 
-    # S: axes (view, image row, image column, sub-pixel row, sub-pixel column)
-    crow = torch.zeros(n_rows + 1, dtype=torch.int64, device=dev)
-    torch.cumsum(torch.bincount(cols_t, minlength=n_rows), 0, out=crow[1:])
-    cols, vals = torch.empty(nnz, dtype=i32, device=dev), torch.empty(nnz, dtype=f64, device=dev)
-    u = (c.view(1, n, 1, o, 1) * cos.view(-1, 1, 1, 1, 1)).add_(n_det / 2 - 0.5)
-    v = c.view(1, 1, n, 1, o) * sin.view(-1, 1, 1, 1, 1)
-    pixel = torch.arange(n_pix, dtype=i32, device=dev).view(n, n, 1)
-    views_per_block = max(1, block_elements // (n_pix * o * o))
-    for a0 in range(0, n_ang, views_per_block):
-        a1 = min(a0 + views_per_block, n_ang)
-        first, w = _footprints(u[a0:a1], v[a0:a1], n_det, K)
-        bins, ok = keep(first, w)
-        row = torch.masked_select(bins + view_start[a0:a1, :, None, None], ok)
-        order = torch.sort(row, stable=True).indices
-        lo, hi = int(crow[a0 * n_det]), int(crow[a1 * n_det])
-        cols[lo:hi] = torch.masked_select(pixel, ok)[order]
-        vals[lo:hi] = torch.masked_select(w, ok)[order]
-
-    if nnz >= 2**31:                                            # int32 indices unless they overflow
-        crow, crow_t, cols, cols_t = crow.long(), crow_t.long(), cols.long(), cols_t.long()
-    else:
-        crow, crow_t = crow.to(i32), crow_t.to(i32)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "Sparse CSR tensor support is in beta")
-        S = torch.sparse_csr_tensor(crow, cols, vals, (n_rows, n_pix), check_invariants=False)
-        ST = torch.sparse_csr_tensor(crow_t, cols_t, vals_t, (n_pix, n_rows), check_invariants=False)
-    return S, ST
+    parts, step = [], max(1, block_elements // (n * n_ang * o * o))
+    for h in range(0, n, step):                         # S^T: image rows h, h + 1, ...; pairs (pixel, view)
+        t = u[:, h:h + step, None, :, None] + v[:, None, :, None, :]
+        bins, w, keep = _footprints(t.permute(1, 2, 0, 3, 4).reshape(-1, o * o), n_det, K)
+        q = torch.arange(len(bins), device=dev)[:, None]
+        parts.append((keep.view(-1, n_ang * K).sum(1), (q % n_ang * n_det + bins)[keep], w[keep]))
+    return S, csr(parts, (n_pix, n_ang * n_det))
 
 
 def _as_device(device):
@@ -191,21 +148,24 @@ class ParallelBeamCT(LinearOperator):
     own copy of the matrices, made once and cached per (device, dtype).
 
     Building S and S^T, 180 views (measured 2026-12-01 with ``scripts/measure_ct_build.py
-    --threads 1``: AMD EPYC VM, 2 cores shared with other jobs, load ~5; median of 3 runs, peak
-    RSS of a fresh process, 0.23 GiB of which is importing torch), this torch build vs the
-    NumPy triplet-list build it replaced:
+    --threads 1``: AMD EPYC VM, 2 cores shared with other jobs, load 3-5; median of 3 runs, peak
+    RSS of a fresh process, 0.23 GiB of which is importing torch), this build vs the two it
+    replaced: a blocked torch build writing into preallocated buffers (the same matrices,
+    measured in the same hour) and the NumPy triplet-list build (measured earlier that day):
 
-    =========  ==================  ==================
-    size       this build          NumPy build
-    =========  ==================  ==================
-    64 x 64    0.67 s, 0.38 GiB    1.75 s, 0.72 GiB
-    128 x 128  2.0 s, 0.55 GiB     7.9 s, 2.2 GiB
-    256 x 256  6.5 s, 1.07 GiB     46 s, 8.0 GiB
-    =========  ==================  ==================
+    =========  ================  ================  ================
+    size       this build        blocked torch     NumPy build
+    =========  ================  ================  ================
+    64 x 64    0.73 s, 0.45 GiB  0.34 s, 0.41 GiB  1.75 s, 0.72 GiB
+    128 x 128  1.8 s, 0.79 GiB   1.1 s, 0.56 GiB   7.9 s, 2.2 GiB
+    256 x 256  6.6 s, 1.95 GiB   4.1 s, 1.08 GiB   46 s, 8.0 GiB
+    =========  ================  ================  ================
 
-    (S and S^T themselves take 0.69 GiB at 256 x 256.) With torch's default 2 threads on that
-    loaded VM each parallel operation waited for a time slice (~12 ms): this build took 2.8 s,
-    9.4 s, 40 s, the mostly single-threaded NumPy one 2.2 s, 5.3 s, 54 s.
+    (S and S^T themselves take 0.69 GiB at 256 x 256; this build also holds the entry lists of
+    the one it is building, concatenated once.) On that loaded VM single timings varied up to 2 x
+    (0.3-0.7 s at 64 x 64). With torch's default 2 threads each parallel operation waited for a
+    time slice: this build took 2.6 s, 11 s, 27 s (the blocked torch build, earlier that day,
+    2.8 s, 9.4 s, 40 s; the mostly single-threaded NumPy one 2.2 s, 5.3 s, 54 s).
 
     Explained in: chapter "Forward models" (book/01_forward_models.ipynb).
     """
