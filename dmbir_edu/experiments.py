@@ -199,12 +199,12 @@ def mean_psnr(rows, method, axes=tuple(metrics.AXES)):
 
 # The defaults check: each method with no arguments at all against the best of a small grid around
 # its defaults, on a validation volume. lam and rho are multiplied (one at a time) by 1/4 and 4;
-# the slice-wise sampler (no lam, no rho) tries 5 and 50 CG iterations besides its default 20.
+# the slice-wise sampler (no lam, no rho) tries 5 and 20 CG iterations besides its default 50.
 DEFAULTS_GRID = {
     "admm_tv": [dict(lam=1 / 4), dict(lam=4), dict(rho=1 / 4), dict(rho=4)],
     "diffusionmbir": [dict(lam=1 / 4), dict(lam=4), dict(rho=1 / 4), dict(rho=4)],
     "dds": [dict(lam=1 / 4), dict(lam=4), dict(rho=1 / 4), dict(rho=4)],
-    "slicewise": [dict(n_cg=5), dict(n_cg=50)],
+    "slicewise": [dict(n_cg=5), dict(n_cg=20)],
 }
 DEFAULTS_METHODS = ("admm_tv", "slicewise", "diffusionmbir", "dds")
 
