@@ -113,8 +113,7 @@ def method_kwargs(task, label, n_steps=None):
     kw = dict(VARIANT_KWARGS.get(label, {})) | PARAMS.get(("mri" if task == "mri" else "ct", label), {})
     method = method_of(label)
     if method in DIFFUSION_METHODS and "n_steps" not in kw:
-        fn = {"slicewise": sampling.slicewise, "diffusionmbir": sampling.diffusion_mbir, "dds": sampling.dds}[method]
-        default = inspect.signature(fn).parameters["n_steps"].default
+        default = inspect.signature(sampling.SAMPLERS[method]).parameters["n_steps"].default
         kw["n_steps"] = default if n_steps is None else min(n_steps, default) if method == "dds" else n_steps
     return kw
 
@@ -209,12 +208,13 @@ DEFAULTS_GRID = {
 DEFAULTS_METHODS = ("admm_tv", "slicewise", "diffusionmbir", "dds")
 
 
-def grid_point(task, setting, method, point, size=64):
+def grid_point(task, setting, method, point, size=64, A=None):
     """Absolute keyword arguments for a ``DEFAULTS_GRID`` point: lam / rho multipliers applied to
-    the method's default lam and rho on this task's operator; other entries as they are."""
+    the method's default lam and rho on this task's operator ``A`` (built if not given); other
+    entries as they are."""
     if "lam" not in point and "rho" not in point:
         return dict(point)
-    kw = resolved_kwargs(task, setting, method, size, defaults=True)
+    kw = resolved_kwargs(task, setting, method, size, defaults=True, A=A)
     return dict(lam=kw["lam"] * point.get("lam", 1), rho=kw["rho"] * point.get("rho", 1))
 
 
@@ -229,12 +229,13 @@ def defaults_check(jobs=JOBS, methods=DEFAULTS_METHODS, depth=8, n_volumes=1, si
     out = []
     for task, settings in jobs.items():
         for setting in settings:
+            A = operator(task, setting, size)                  # its cached scale serves every grid point
             base = run(task, [setting], ["fbp"], **common)
             for method in methods:
                 d = mean_psnr(run(task, [setting], [method], **common), method)
                 tried = {"default": d}
                 for point in DEFAULTS_GRID[method]:
-                    kw = grid_point(task, setting, method, point, size)
+                    kw = grid_point(task, setting, method, point, size, A)
                     tried[", ".join(f"{k} x{v:g}" if k in ("lam", "rho") else f"{k}={v}" for k, v in point.items())] = \
                         mean_psnr(run(task, [setting], [method], overrides={method: kw}, **common), method)
                 best = max(tried, key=tried.get)

@@ -31,7 +31,8 @@ class CartesianMRI(LinearOperator):
     ``M.adjoint(M(x))``.
 
     The mask lives on ``device`` (default: the mask's own); ``M.to(device)`` moves it, and an
-    input on another device gets a copy made once and cached, so no call copies it. ``||M^T M|| = 1`` (a projection), unlike CT's hundreds.
+    input on another device gets a copy made once and cached, so no call copies it.
+    ``||M^T M|| = 1`` (a projection), unlike CT's hundreds.
 
     Explained in: chapter "Forward models" (book/01_forward_models.ipynb).
     """

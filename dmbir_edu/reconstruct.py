@@ -45,5 +45,4 @@ def reconstruct(y, A, method, prior=None, generator=None, progress=True, **kwarg
 
     if prior is None:
         raise ValueError(f"method {method!r} needs a prior, e.g. prior=dmbir_edu.load_prior('phantom64')")
-    fn = {"slicewise": sampling.slicewise, "diffusionmbir": sampling.diffusion_mbir, "dds": sampling.dds}[method]
-    return fn(y, A, prior, generator=generator, progress=progress, **kwargs)
+    return sampling.SAMPLERS[method](y, A, prior, generator=generator, progress=progress, **kwargs)

@@ -273,3 +273,7 @@ def dds(y, A, prior, n_steps=50, eta=0.85, lam=None, rho=None, axes="z", n_admm=
     if final_correction:
         x0_hat = kaczmarz_correction(x0_hat, y, A)
     return x0_hat
+
+
+# The 3D samplers by method name (``reconstruct`` dispatches on it).
+SAMPLERS = {"slicewise": slicewise, "diffusionmbir": diffusion_mbir, "dds": dds}
