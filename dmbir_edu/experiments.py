@@ -4,6 +4,7 @@
     python -m dmbir_edu.experiments limited_angle --arc 90
     python -m dmbir_edu.experiments mri --accel uniform1d-x4 uniform1d-x8 vd2d-x8
     python -m dmbir_edu.experiments all
+    python -m dmbir_edu.experiments all --data real        # the real CT / MR test volumes, noise-free and noisy
     python -m dmbir_edu.experiments defaults              # defaults vs a grid around them, VALIDATION
     python -m dmbir_edu.experiments steps --steps 100 300 1000 --depth 8   # step-count curve, VALIDATION
 
@@ -18,13 +19,14 @@ import argparse
 import functools
 import inspect
 import itertools
+import json
 import time
 
 import torch
 
 from . import data, mbir, metrics, sampling
-from .ct import ParallelBeamCT, limited_angle_angles, sparse_view_angles
-from .mri import CartesianMRI, uniform1d_mask, variable_density2d_mask
+from .ct import ParallelBeamCT, limited_angle_angles, poisson_noise, sparse_view_angles
+from .mri import CartesianMRI, complex_gaussian_noise, uniform1d_mask, variable_density2d_mask
 from .operators import scaled_defaults
 from .prior import load_prior
 from .reconstruct import DIFFUSION_METHODS, reconstruct
@@ -90,20 +92,70 @@ def operator(task, setting, size=64, device="cpu"):
     raise ValueError(f"unknown task {task!r}; choose one of {tuple(JOBS)}")
 
 
-def test_set(task, size=64, n_volumes=4, seeds=None, depth=None):
-    """Held-out volumes, each ``size``^3: by default (``seeds=None``) the test set, i.e. the phantoms
-    of ``data.TEST_SEEDS`` for CT and the MNI152 brain for MRI (as the paper's brain test volume,
-    with a prior trained on other data); with ``seeds`` (e.g. ``data.VALIDATION_SEEDS``), the
-    phantoms of those seeds for every task: there is only one brain, so MRI is validated on phantoms.
-    ``depth`` keeps only the central ``depth`` axial slices (same slice spacing; for quick runs)."""
-    if task == "mri" and seeds is None:
+def test_set(task, size=64, n_volumes=4, seeds=None, depth=None, source="phantom", split="test"):
+    """Held-out volumes, a dict name -> (D, size, size) tensor.
+
+    ``source="phantom"``: by default (``seeds=None``) the test set, i.e. the phantoms of
+    ``data.TEST_SEEDS`` for CT and the MNI152 brain for MRI (as the paper's brain test volume, with
+    a prior trained on other data); with ``seeds`` (e.g. ``data.VALIDATION_SEEDS``), the phantoms
+    of those seeds for every task: there is only one brain, so MRI is validated on phantoms.
+    ``source="real"``: the real volumes of ``data.REAL_SPLITS[modality][split]`` (``split``:
+    "test" or "validation"), CT for the CT tasks and MR heads for MRI, with their own number of
+    slices (near-isotropic voxels). ``depth`` keeps only the central ``depth`` axial slices (same
+    slice spacing; for quick runs)."""
+    if source == "real":
+        names = data.REAL_SPLITS["mr" if task == "mri" else "ct"][split][:n_volumes]
+        vols = {name: data.real_volume(name, size) for name in names}
+    elif source != "phantom":
+        raise ValueError(f"unknown data source {source!r}; choose 'phantom' or 'real'")
+    elif task == "mri" and seeds is None:
         vols = {"brain": data.brain(size)}
     else:
         vols = {f"phantom {s}": data.phantom(s, size) for s in (seeds or data.TEST_SEEDS)[:n_volumes]}
     if depth is not None:
-        z0 = (size - depth) // 2
-        vols = {name: x[z0:z0 + depth] for name, x in vols.items()}
+        vols = {name: x[(len(x) - depth) // 2:][:depth] for name, x in vols.items()}
     return vols
+
+
+# Measurement noise: "none", or "realistic", the one level every 3D experiment also runs at:
+# CT with I0 = 1e5 incident photons per ray (Poisson counts, then the log; a common normal-dose
+# level in simulation studies, where 1e4 is called low-dose), MRI with complex Gaussian noise at
+# 30 dB SNR (measured k-space RMS over noise RMS). A number instead is I0 (CT) or the SNR (MRI).
+REALISTIC_NOISE = {"ct": 1e5, "mri": 30.0}
+
+
+def noise_level(task, noise):
+    """``noise`` ("none", "realistic", None or a number) as this task's number: I0 (CT) or SNR in dB
+    (MRI); None when noise-free."""
+    if noise in (None, "none"):
+        return None
+    if noise == "realistic":
+        return REALISTIC_NOISE["mri" if task == "mri" else "ct"]
+    return float(noise)
+
+
+def noise_label(task, noise):
+    level = noise_level(task, noise)
+    return "noise-free" if level is None else f"SNR {level:g} dB" if task == "mri" else f"I0={level:.0e}"
+
+
+def voxel_mm(name, size):
+    """In-plane pixel size in mm of a ``test_set`` volume: a real volume's own, or for a phantom
+    ``data.PHANTOM_FOV_MM / size``."""
+    return data.real_volume_info(name, size)["spacing_mm"][1] if name in data.REAL else data.PHANTOM_FOV_MM / size
+
+
+def measure(A, x, task, noise=None, pixel_mm=None, generator=None):
+    """The measurement y = A(x), with the task's noise model at ``noise`` (see ``noise_level``):
+    CT ``ct.poisson_noise`` with I0 photons per ray (``pixel_mm`` sets the physical attenuation),
+    MRI ``mri.complex_gaussian_noise`` at the SNR."""
+    y = A(x)
+    level = noise_level(task, noise)
+    if level is None:
+        return y
+    if task == "mri":
+        return complex_gaussian_noise(y, level, A.mask, generator=generator)
+    return poisson_noise(y, level, pixel_mm, generator=generator)
 
 
 def method_kwargs(task, label, n_steps=None):
@@ -138,7 +190,8 @@ def resolved_kwargs(task, setting, label, size=64, n_steps=None, defaults=False,
 
 
 def run(task, settings, methods=METHODS, size=64, n_volumes=4, n_steps=None, seed=0, prior=None,
-        seeds=None, progress=True, overrides=None, keep=False, depth=None, device="cpu", defaults=False):
+        seeds=None, progress=True, overrides=None, keep=False, depth=None, device="cpu", defaults=False,
+        source="phantom", split="test", noise="none"):
     """Reconstruct every test volume with every method (or ``VARIANTS`` label); returns a list of rows.
 
     Each row: task, setting, method (the label), volume, per-axis psnr / ssim, seconds, and the kwargs used.
@@ -148,27 +201,36 @@ def run(task, settings, methods=METHODS, size=64, n_volumes=4, n_steps=None, see
     ``device``: where the operators, the prior and the volumes live (the noise is drawn from a seeded
     CPU generator, so a seed gives the same run on every device). ``defaults=True`` runs every
     method with its own defaults (no PARAMS; a ``VARIANTS`` row keeps only what defines it), to
-    compare the defaults with the chosen settings.
+    compare the defaults with the chosen settings. ``source`` / ``split``: phantoms or real
+    volumes, test or validation (``test_set``). ``noise``: "none", "realistic" or a level (see
+    ``noise_level``); the measurement noise is drawn from its own generator, seeded with
+    ``seed + NOISE_SEED_OFFSET``, so every method of a row sees the same noisy data.
     """
     prior = prior if prior is not None else (load_prior(device=device) if needs_prior(methods) else None)
     rows = []
-    vols = {name: x.to(device) for name, x in test_set(task, size, n_volumes, seeds, depth).items()}
+    vols = {name: x.to(device) for name, x in test_set(task, size, n_volumes, seeds, depth, source, split).items()}
     for setting in settings:
         A = operator(task, setting, size, device)
-        for (name, x), label in itertools.product(vols.items(), methods):
-            if label == "fbp" and not hasattr(A, "fbp"):
-                label = "adjoint"                                    # zero-filled for MRI
-            kw = dict(VARIANT_KWARGS.get(label, {})) if defaults else method_kwargs(task, label, n_steps)
-            kw |= (overrides or {}).get(label, {})
-            y = A(x)
-            t0 = time.perf_counter()
-            x_hat = reconstruct(y, A, method_of(label), prior=prior,
-                                generator=torch.Generator().manual_seed(seed), progress=progress, **kw)
-            rows.append(dict(task=task, setting=setting, method=label, volume=name, seconds=time.perf_counter() - t0,
-                             kwargs=kw, **metrics.per_axis(x_hat.float().cpu(), x.cpu())))
-            if keep:
-                rows[-1].update(x_hat=x_hat.float().cpu(), x=x.cpu())
+        for name, x in vols.items():
+            noise_g = torch.Generator().manual_seed(seed + NOISE_SEED_OFFSET)
+            y = measure(A, x, task, noise, voxel_mm(name, size), noise_g)     # one y for every method
+            for label in methods:
+                if label == "fbp" and not hasattr(A, "fbp"):
+                    label = "adjoint"                                    # zero-filled for MRI
+                kw = dict(VARIANT_KWARGS.get(label, {})) if defaults else method_kwargs(task, label, n_steps)
+                kw |= (overrides or {}).get(label, {})
+                t0 = time.perf_counter()
+                x_hat = reconstruct(y, A, method_of(label), prior=prior, generator=torch.Generator().manual_seed(seed),
+                                    progress=progress, **kw)
+                rows.append(dict(task=task, setting=setting, method=label, volume=name, noise=noise_label(task, noise),
+                                 seconds=time.perf_counter() - t0, kwargs=kw,
+                                 **metrics.per_axis(x_hat.float().cpu(), x.cpu())))
+                if keep:
+                    rows[-1].update(x_hat=x_hat.float().cpu(), x=x.cpu())
     return rows
+
+
+NOISE_SEED_OFFSET = 1_000_003   # the measurement noise's generator is seeded with seed + this
 
 
 def run_all(jobs=JOBS, methods=METHODS, **kwargs):
@@ -177,17 +239,20 @@ def run_all(jobs=JOBS, methods=METHODS, **kwargs):
     return [row for task, settings in jobs.items() for row in run(task, settings, methods, **kwargs)]
 
 
-def table(rows):
-    """Mean over volumes per (task, setting, method): a text table with PSNR / SSIM per axis."""
-    head = f"{'task':<14}{'setting':<13}{'method':<15}" + "".join(f"{a:>16}" for a in metrics.AXES) + f"{'s/vol':>8}  n"
-    lines = [head, f"{'':<42}" + "".join(f"{'PSNR  SSIM':>16}" for _ in metrics.AXES), "-" * len(head)]
-    keys = list(dict.fromkeys((r["task"], r["setting"], r["method"]) for r in rows))
-    for key in keys:
-        group = [r for r in rows if (r["task"], r["setting"], r["method"]) == key]
+def table(rows, per_volume=False):
+    """Mean over volumes per (task, setting, noise, method) (or one line per volume with
+    ``per_volume=True``): a text table with PSNR / SSIM per axis and seconds per volume."""
+    fields = ("task", "setting", "noise", "method") + (("volume",) if per_volume else ())
+    widths = (14, 13, 12, 15) + ((14,) if per_volume else ())
+    head = "".join(f"{f:<{w}}" for f, w in zip(fields, widths)) + "".join(f"{a:>16}" for a in metrics.AXES) + \
+        f"{'s/vol':>8}  n"
+    lines = [head, " " * sum(widths) + "".join(f"{'PSNR  SSIM':>16}" for _ in metrics.AXES), "-" * len(head)]
+    for key in dict.fromkeys(tuple(r.get(f, "noise-free") for f in fields) for r in rows):
+        group = [r for r in rows if tuple(r.get(f, "noise-free") for f in fields) == key]
         cells = "".join(f"{sum(r[a]['psnr'] for r in group) / len(group):>10.2f}{sum(r[a]['ssim'] for r in group) / len(group):>6.3f}"
                         for a in metrics.AXES)
         secs = sum(r["seconds"] for r in group) / len(group)
-        lines.append(f"{key[0]:<14}{str(key[1]):<13}{key[2]:<15}{cells}{secs:>8.1f}  {len(group)}")
+        lines.append("".join(f"{str(k):<{w}}" for k, w in zip(key, widths)) + f"{cells}{secs:>8.1f}  {len(group)}")
     return "\n".join(lines)
 
 
@@ -219,13 +284,13 @@ def grid_point(task, setting, method, point, size=64, A=None):
 
 
 def defaults_check(jobs=JOBS, methods=DEFAULTS_METHODS, depth=8, n_volumes=1, size=64, prior=None, device="cpu",
-                   print_fn=print):
+                   print_fn=print, source="phantom", noise="none"):
     """Every method with bare defaults vs the best point of ``DEFAULTS_GRID`` (the default included),
-    per task, on the VALIDATION seeds; returns rows (task, setting, method, baseline, default, tuned,
-    best point) and prints one line per cell as it goes. The baseline is FBP (CT) or zero-filled (MRI)."""
+    per task, on the VALIDATION volumes (phantom seeds, or with ``source="real"`` the real
+    validation volumes); returns rows (task, setting, method, baseline, default, tuned, best point) and prints one line per cell as it goes. The baseline is FBP (CT) or zero-filled (MRI)."""
     prior = prior if prior is not None else load_prior(device=device)
     common = dict(size=size, n_volumes=n_volumes, seeds=data.VALIDATION_SEEDS, depth=depth, progress=False,
-                  prior=prior, device=device, defaults=True)
+                  prior=prior, device=device, defaults=True, source=source, split="validation", noise=noise)
     out = []
     for task, settings in jobs.items():
         for setting in settings:
@@ -252,13 +317,14 @@ def defaults_check(jobs=JOBS, methods=DEFAULTS_METHODS, depth=8, n_volumes=1, si
 STEP_VARIANTS = ("slicewise", "diffusionmbir", "dmbir_reset")
 
 
-def step_curve(task, setting, steps, depth=None, n_volumes=1, size=64, prior=None, progress=False, device="cpu"):
+def step_curve(task, setting, steps, depth=None, n_volumes=1, size=64, prior=None, progress=False, device="cpu",
+               source="phantom", noise="none"):
     """PSNR against the number of diffusion steps on the VALIDATION seeds (to choose the step count
     and carried vs reset (z, u) without looking at the test volumes); prints one line per run and
     returns {(n_steps, variant): mean PSNR over axes and volumes}."""
     prior = prior if prior is not None else load_prior(device=device)
     common = dict(size=size, n_volumes=n_volumes, seeds=data.VALIDATION_SEEDS, depth=depth, progress=progress,
-                  device=device)
+                  device=device, source=source, split="validation", noise=noise)
     baseline = run(task, [setting], ["admm_tv"], **common)
     print(f"{task} {setting} admm_tv: mean PSNR {mean_psnr(baseline, 'admm_tv'):.2f} dB", flush=True)
     curve = {}
@@ -295,6 +361,14 @@ def main(argv=None):
     p.add_argument("--size", type=int, default=64, help="volume size (the shipped prior is 64)")
     p.add_argument("--seed", type=int, default=0, help="seed of the samplers' noise")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
+    p.add_argument("--data", choices=["phantom", "real"], default="phantom",
+                   help="volumes: the procedural phantoms (and the MNI152 brain for MRI), or the real CT and MR volumes "
+                        "(data.REAL_SPLITS: test volumes for tables, validation volumes for 'defaults' and 'steps')")
+    p.add_argument("--noise", nargs="+", default=["none", "realistic"],
+                   help="measurement noise levels, each 'none', 'realistic' (CT I0=1e5 photons per ray, MRI SNR 30 dB) "
+                        "or a number (I0 for CT, SNR in dB for MRI); 'defaults' and 'steps' use the first")
+    p.add_argument("--per-volume", action="store_true", help="one table line per volume (default: mean over volumes)")
+    p.add_argument("--save", default=None, help="also write every row (metrics, seconds, kwargs) to this JSON file")
     a = p.parse_args(argv)
     jobs = {"sparse_view": a.views, "limited_angle": a.arc, "mri": a.accel}
     methods = a.methods or list(DEFAULTS_METHODS if a.task == "defaults" else METHODS)
@@ -302,16 +376,24 @@ def main(argv=None):
           f"{'phantom64' if needs_prior(methods) else '-'}", flush=True)
     if a.task == "defaults":
         defaults_check({t: s for t, s in jobs.items() if a.sub_task in (None, t)}, methods, depth=a.depth or 8,
-                       size=a.size, device=a.device, print_fn=functools.partial(print, flush=True))
+                       size=a.size, device=a.device, print_fn=functools.partial(print, flush=True), source=a.data,
+                       noise=a.noise[0])
         return
     if a.task == "steps":
         task = a.sub_task or "sparse_view"
-        step_curve(task, jobs[task][0], a.steps or [100, 300, 1000], a.depth, device=a.device)
+        step_curve(task, jobs[task][0], a.steps or [100, 300, 1000], a.depth, device=a.device, source=a.data,
+                   noise=a.noise[0])
         return
     jobs = {task: settings for task, settings in jobs.items() if a.task in (task, "all")}
-    rows = run_all(jobs, methods, size=a.size, n_volumes=a.volumes, n_steps=a.steps[0] if a.steps else None,
-                   depth=a.depth, seed=a.seed, progress=False, device=a.device)
-    print(table(rows), flush=True)
+    print(f"data: {a.data} ({'test volumes' if a.data == 'real' else 'held-out phantoms; MRI: the MNI152 brain'}), "
+          f"noise: {' / '.join(a.noise)}, seed {a.seed}", flush=True)
+    rows = [row for noise in a.noise for row in
+            run_all(jobs, methods, size=a.size, n_volumes=a.volumes, n_steps=a.steps[0] if a.steps else None,
+                    depth=a.depth, seed=a.seed, progress=False, device=a.device, source=a.data, noise=noise)]
+    print(table(rows, a.per_volume), flush=True)
+    if a.save:
+        with open(a.save, "w") as f:
+            json.dump(rows, f, indent=1, default=str)
     for (task, method), kw in {(r["task"], r["method"]): r["kwargs"] for r in rows}.items():   # what each row ran with
         print(f"{task} {method}: {kw}")
 

@@ -1,13 +1,15 @@
-"""Single-coil Cartesian MRI applied slice by slice, and k-space sampling masks.
+"""Single-coil Cartesian MRI applied slice by slice, k-space sampling masks, and k-space noise
+(``complex_gaussian_noise``).
 
 Explained in: chapter "Forward models" (book/01_forward_models.ipynb) and chapter
 "Compressed-sensing MRI" (book/07_mri.ipynb).
 """
 import math
+import numbers
 
 import torch
 
-from .operators import LinearOperator, check_last_dims
+from .operators import LinearOperator, check_finite, check_last_dims, generator_device
 
 
 def fft2c(x):
@@ -71,6 +73,67 @@ class CartesianMRI(LinearOperator):
 
     def __repr__(self):
         return f"CartesianMRI(image_size={self.image_size}, acceleration={self.acceleration:.2f})"
+
+
+def complex_gaussian_noise(y, snr_db, mask=None, generator=None):
+    """Measured k-space ``y`` plus circular complex Gaussian noise at a signal-to-noise ratio of
+    ``snr_db`` decibels, on the measured samples only.
+
+    ``y`` is ``M(x)`` of a ``CartesianMRI`` ``M``, complex ``(..., H, W)``, zero outside the mask;
+    ``mask`` is that operator's ``(H, W)`` sampling mask, ``M.mask`` (or ``M`` itself). Pass it:
+    ``mask=None`` falls back to the support of ``y``, the (h, w) where any slice of ``y`` is
+    nonzero (an all-zero slice still gets noise), which misses a measured sample that happens to
+    be exactly 0 in every slice (rare for real images, but possible). The noise is
+    n = sigma (a + i b) / sqrt(2) with a, b independent standard normal, so E|n|^2 = sigma^2 and
+    the real and imaginary parts each have variance sigma^2 / 2 (thermal
+    noise of the receiver, white in k-space). It is added where the mask is True and nowhere
+    else, so the result has the support of ``y`` and ``M.adjoint`` sees the same samples.
+
+    SNR: the RMS of the measured k-space over the noise RMS,
+    snr_db = 10 log10(mean over measured samples of |y|^2 / sigma^2), the mean taken over all
+    slices (one sigma for the whole scan, as for one receiver). With the orthonormal FFT and full
+    sampling this is the image-domain RMS signal (over all pixels) over the RMS of the complex
+    image noise F_c^H n, which is again white with E|.|^2 = sigma^2 per pixel; the zero-filled
+    image keeps its real part, half of that noise power (3 dB less). Undersampling masks keep the
+    centre of k-space, where the energy is, so at the same ``snr_db`` they get larger noise per
+    sample than full sampling. ``snr_db = inf`` returns a copy of ``y`` and draws nothing.
+
+    Randomness: a and b are drawn on the generator's device (default: ``y``'s) and moved to
+    ``y``'s, in the real dtype of ``y`` (float32 for complex64), so a seeded CPU generator gives
+    the same noise on every device.
+
+    Explained in: chapter "Forward models" (book/01_forward_models.ipynb), section "What noise does".
+    """
+    if not torch.is_tensor(y) or not y.is_complex():
+        kind = f"a {y.dtype} tensor" if torch.is_tensor(y) else type(y).__name__
+        raise ValueError(f"y must be complex k-space (complex64 or complex128, e.g. M(x)), got {kind}")
+    if isinstance(snr_db, bool) or not isinstance(snr_db, numbers.Real) or math.isnan(snr_db) or snr_db == -math.inf:
+        raise ValueError(f"snr_db must be a number of decibels (math.inf for no noise), got {snr_db!r}")
+    if mask is None:                                         # the support of y, over all slices
+        if y.dim() < 2:
+            raise ValueError(f"y must have shape (..., H, W), got {tuple(y.shape)}")
+        mask = (y != 0).reshape(-1, *y.shape[-2:]).any(0)
+        if not mask.any():                                   # no signal: no noise at any SNR
+            return y.clone()
+    mask = getattr(mask, "mask", mask)                       # a CartesianMRI or its mask
+    if not torch.is_tensor(mask) or mask.dim() != 2:
+        raise ValueError(f"mask must be the operator's (H, W) sampling mask (M.mask) or the operator, got "
+                         f"{tuple(mask.shape) if torch.is_tensor(mask) else type(mask).__name__}")
+    check_last_dims(y, mask.shape, "y")
+    check_finite(y, "y")
+    mask = mask.to(device=y.device, dtype=torch.bool)
+    if not mask.any():
+        raise ValueError("mask samples no k-space point")
+    if (y * ~mask).abs().amax() > 0:
+        raise ValueError("y has nonzero samples outside the mask: pass the mask of the operator that measured y")
+    if snr_db == math.inf:
+        return y.clone()
+    signal_power = y.abs().double().pow(2)[mask.expand_as(y)].mean()
+    sigma = float((signal_power / 10 ** (snr_db / 10)).sqrt())
+    real_dtype = y.real.dtype
+    a, b = torch.randn((2, *y.shape), generator=generator, dtype=real_dtype,
+                       device=generator_device(y, generator)).to(y.device)
+    return y + torch.complex(a, b) * (sigma / math.sqrt(2)) * mask
 
 
 def _line_mask(image_size, acceleration, center_fraction, seed, spacing):

@@ -18,6 +18,14 @@ def check_finite(t, name):
         raise ValueError(f"{name} contains NaN or inf values")
 
 
+def generator_device(x, generator=None):
+    """The device random numbers for ``x`` are drawn on: the generator's, else ``x``'s.
+
+    Noise is drawn there and then moved to ``x``'s device (as ``sampling.randn_like`` does), so a
+    seeded CPU generator gives the same numbers whatever device ``x`` lives on."""
+    return generator.device if generator is not None else x.device
+
+
 class FiniteDifference:
     """Forward difference along one axis: (D x)_i = x_{i+1} - x_i.
 

@@ -22,7 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .mbir import ADMMState, admm_tv_step, check_lam_rho, tv_operators
-from .operators import check_finite, check_last_dims, scaled_defaults
+from .operators import check_finite, check_last_dims, generator_device, scaled_defaults
 from .prior import ve_sigmas
 
 
@@ -89,8 +89,7 @@ def randn_like(x, generator=None):
     The noise is drawn on the generator's device and moved to ``x``'s, so a seeded CPU generator
     gives the same numbers whatever device the volume is on (same seed, same result on CPU and
     GPU, up to the device's arithmetic)."""
-    g_device = generator.device if generator is not None else x.device
-    return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=g_device).to(x.device)
+    return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=generator_device(x, generator)).to(x.device)
 
 
 def kaczmarz_correction(x, y, A):

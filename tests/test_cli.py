@@ -19,7 +19,7 @@ import sys
 import pytest
 
 # Modules run as ``python -m dmbir_edu.<name>``; a new command-line tool is appended here.
-CLI_MODULES = ["train", "prior_quality", "experiments", "bench"]
+CLI_MODULES = ["train", "prior_quality", "experiments", "bench", "data"]
 
 SECTION = re.compile(r"^(options|optional arguments|positional arguments):$")   # 3.10+ / older spelling
 

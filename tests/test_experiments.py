@@ -2,6 +2,7 @@
 import math
 import re
 
+import pytest
 import torch
 
 import dmbir_edu as dm
@@ -71,13 +72,37 @@ def test_mri_is_tested_on_the_brain_and_validated_on_phantoms():
 def test_the_command_prints_the_numbers_of_run_all(capsys):
     """The appendix tabulates ``run_all``; the command line must print the same PSNR / SSIM for the same
     arguments (only the timing column, s/vol, differs between runs)."""
-    def numbers(text):                       # every table row (task, setting, method, 6 metrics, s/vol, n) without s/vol, n
+    def numbers(text):             # every table row (task, setting, noise, method, 6 metrics, s/vol, n) without s/vol, n
         rows = [line.split() for line in text.splitlines()]
-        return [r[:-2] for r in rows if len(r) == 11 and r[0] in experiments.JOBS]
+        return [r[:-2] for r in rows if len(r) == 12 and r[0] in experiments.JOBS]
 
     experiments.main(["all", "--views", "4", "--accel", "uniform1d-x4", "--methods", "fbp", "admm_tv",
-                      "--volumes", "1", "--size", "16", "--depth", "4"])
+                      "--volumes", "1", "--size", "16", "--depth", "4", "--noise", "none"])
     printed = numbers(capsys.readouterr().out)
     jobs = {"sparse_view": [4], "limited_angle": [90.0], "mri": ["uniform1d-x4"]}
     rows = experiments.run_all(jobs, ["fbp", "admm_tv"], size=16, n_volumes=1, depth=4, progress=False)
     assert len(printed) == 6 and printed == numbers(experiments.table(rows))
+
+
+def test_real_test_and_validation_volumes_are_the_named_splits():
+    assert list(experiments.test_set("sparse_view", 16, source="real")) == list(dm.data.REAL_SPLITS["ct"]["test"])
+    assert list(experiments.test_set("mri", 16, source="real", split="validation")) == \
+        list(dm.data.REAL_SPLITS["mr"]["validation"])
+    for modality, split in dm.data.REAL_SPLITS.items():
+        assert not set(split["test"]) & set(split["validation"])
+    with pytest.raises(ValueError, match="phantom"):
+        experiments.test_set("sparse_view", 16, source="atlas")
+
+
+def test_rows_carry_their_noise_level_and_noise_changes_only_the_noisy_rows():
+    common = dict(methods=["fbp"], size=16, n_volumes=1, depth=4, progress=False, source="real")
+    clean = experiments.run("sparse_view", [8], noise="none", **common)
+    noisy = experiments.run("sparse_view", [8], noise="realistic", **common)
+    again = experiments.run("sparse_view", [8], noise="realistic", **common)
+    low_dose = experiments.run("sparse_view", [8], noise=1e3, **common)
+    assert [r["noise"] for r in clean + noisy + low_dose] == ["noise-free", "I0=1e+05", "I0=1e+03"]
+    assert noisy[0]["axial"] == again[0]["axial"]                        # the noise is seeded
+    assert clean[0]["axial"]["psnr"] > noisy[0]["axial"]["psnr"] > low_dose[0]["axial"]["psnr"]
+    mri = experiments.run("mri", ["uniform1d-x4"], noise="realistic", **common)
+    assert mri[0]["noise"] == "SNR 30 dB" and mri[0]["method"] == "adjoint"
+    assert "noise-free" in experiments.table(clean) and "I0=1e+05" in experiments.table(noisy, per_volume=True)
