@@ -306,7 +306,7 @@ def defaults_check(jobs=JOBS, methods=DEFAULTS_METHODS, depth=8, n_volumes=1, si
                 best = max(tried, key=tried.get)
                 out.append(dict(task=task, setting=setting, method=method, baseline=mean_psnr(base, base[0]["method"]),
                                 default=d, tuned=tried[best], best=best, tried=tried))
-                print_fn(f"{task:<14}{str(setting):<13}{method:<14} baseline {out[-1]['baseline']:6.2f}  default {d:6.2f}"
+                print_fn(f"{task:<14}{str(setting):<13}{noise_label(task, noise):<12}{method:<14} baseline {out[-1]['baseline']:6.2f}  default {d:6.2f}"
                          f"  tuned {tried[best]:6.2f} ({best})  gap {tried[best] - d:5.2f} dB   [" +
                          ", ".join(f"{k}: {v:.2f}" for k, v in tried.items()) + "]")
     return out
@@ -326,13 +326,13 @@ def step_curve(task, setting, steps, depth=None, n_volumes=1, size=64, prior=Non
     common = dict(size=size, n_volumes=n_volumes, seeds=data.VALIDATION_SEEDS, depth=depth, progress=progress,
                   device=device, source=source, split="validation", noise=noise)
     baseline = run(task, [setting], ["admm_tv"], **common)
-    print(f"{task} {setting} admm_tv: mean PSNR {mean_psnr(baseline, 'admm_tv'):.2f} dB", flush=True)
+    print(f"{task} {setting} {noise_label(task, noise)} admm_tv: mean PSNR {mean_psnr(baseline, 'admm_tv'):.2f} dB", flush=True)
     curve = {}
     for n_steps, label in itertools.product(steps, STEP_VARIANTS):
         rows = run(task, [setting], [label], n_steps=n_steps, prior=prior, **common)
         curve[n_steps, label] = mean_psnr(rows, label)
         axes = "  ".join(f"{a} {mean_psnr(rows, label, (a,)):.2f}" for a in metrics.AXES)
-        print(f"{task} {setting} {n_steps:>5} steps  {label:<28} mean PSNR {curve[n_steps, label]:.2f} dB  "
+        print(f"{task} {setting} {noise_label(task, noise)} {n_steps:>5} steps  {label:<28} mean PSNR {curve[n_steps, label]:.2f} dB  "
               f"({axes})  {sum(r['seconds'] for r in rows) / len(rows):.0f} s/vol", flush=True)
     return curve
 
