@@ -113,7 +113,7 @@ def test_set(task, size=64, n_volumes=4, seeds=None, depth=None, source="phantom
     else:
         vols = {f"phantom {s}": data.phantom(s, size) for s in (seeds or data.TEST_SEEDS)[:n_volumes]}
     if depth is not None:
-        vols = {name: x[(len(x) - depth) // 2:][:depth] for name, x in vols.items()}
+        vols = {name: x[max(0, (len(x) - depth) // 2):][:depth] for name, x in vols.items()}   # all if fewer
     return vols
 
 
