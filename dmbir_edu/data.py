@@ -13,6 +13,7 @@ Explained in: chapter "Score-based diffusion in 2D" (book/03_diffusion_2d.ipynb)
 import functools
 import math
 import tarfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -185,6 +186,24 @@ MR_CROP_FRACTION = 0.05            # MR heads are cropped to the box of voxels a
 # the chest wall), axis 2 the patient's right -> left (radiological display: the patient's right
 # on the image's left).
 _TARGET_AXCODES = ("L", "P", "S")  # nibabel codes of the (x, y, z) array that becomes (z, y, x)
+
+
+def real_names(modality, split):
+    """The names of ``REAL_SPLITS[modality][split]`` that this machine can have (see ``available``);
+    each one it cannot is named in a warning, so a chapter runs on what there is, and says so."""
+    names = REAL_SPLITS[modality][split]
+    for name in names:
+        if not available(name):
+            warnings.warn(f"{name} is left out: it comes from the Debian package {fetch.SOURCES[name].package} and "
+                          f"this machine has no apt-get (see `python -m dmbir_edu.data fetch {name}`)", stacklevel=2)
+    return tuple(name for name in names if available(name))
+
+
+def available(name):
+    """True unless ``name`` is a Debian-sourced volume, not cached, on a machine without apt-get."""
+    if name not in REAL:
+        raise ValueError(f"unknown real volume {name!r}; choose one of {sorted(REAL)}")
+    return name not in fetch.SOURCES or fetch.can_fetch(name)
 
 
 def _oriented(arr, affine):

@@ -104,7 +104,7 @@ def test_set(task, size=64, n_volumes=4, seeds=None, depth=None, source="phantom
     slices (near-isotropic voxels). ``depth`` keeps only the central ``depth`` axial slices (same
     slice spacing; for quick runs)."""
     if source == "real":
-        names = data.REAL_SPLITS["mr" if task == "mri" else "ct"][split][:n_volumes]
+        names = data.real_names("mr" if task == "mri" else "ct", split)[:n_volumes]   # those this machine has
         vols = {name: data.real_volume(name, size) for name in names}
     elif source != "phantom":
         raise ValueError(f"unknown data source {source!r}; choose 'phantom' or 'real'")

@@ -94,6 +94,14 @@ def cached_path(name):
     return cache_dir() / "files" / f"{name}{''.join(Path(SOURCES[name].member).suffixes)}"
 
 
+def can_fetch(name):
+    """False only where ``name`` is not in the cache and its client is missing (no apt-get on macOS
+    or Windows for the Debian-sourced volumes); says nothing about the network."""
+    src = _source(name)
+    return src.client == "pip" or cached_path(name).exists() or \
+        (shutil.which("apt-get") is not None and shutil.which("dpkg-deb") is not None)
+
+
 def sha256(path):
     h = hashlib.sha256()
     with open(path, "rb") as f:

@@ -149,3 +149,13 @@ def test_a_file_with_the_wrong_sha256_is_refused_and_not_cached(monkeypatch, tmp
     with pytest.raises(fetch.FetchError, match=r"sha256 .* expected e0e5975.*not used"):
         fetch.fetch("itk_t1")
     assert fetch.cached_path("itk_t1").read_bytes() == b"stale"
+
+
+def test_without_apt_the_debian_volumes_are_left_out_with_a_warning(monkeypatch, tmp_path):
+    monkeypatch.setenv("DMBIR_EDU_CACHE", str(tmp_path))                 # nothing cached
+    monkeypatch.setattr(shutil, "which", lambda cmd: None)
+    assert data.available("lung2") and data.available("mni152") and not data.available("cranium")
+    with pytest.warns(UserWarning, match="cranium is left out.*no apt-get"):
+        assert data.real_names("ct", "test") == ("lung2",)
+    with pytest.warns(UserWarning, match="ch2"):
+        assert data.real_names("mr", "test") == ("mni152",)
