@@ -27,9 +27,11 @@ def conjugate_gradient(normal_op, rhs, x0, n_iter=20, tol=None, dims=None):
     (``dims=None``, as the paper), or taken over ``dims`` only, e.g. ``dims=(-2, -1)`` runs an
     independent CG per slice when the operator acts slice by slice.
     Runs exactly ``n_iter`` iterations; a system (or, with ``dims``, a slice) whose residual has
-    dropped to ``||r|| <= tol ||rhs||`` stops moving (default tol: 100 x the dtype's machine
-    epsilon): past that point round-off would be divided by round-off (MRI's normal operator has
-    3 distinct eigenvalues, so CG converges exactly in 3 iterations). There is no early exit,
+    dropped to ``||r|| <= tol max(||rhs||, ||r_0||)`` stops moving (default tol: 100 x the dtype's
+    machine epsilon): past that point round-off would be divided by round-off (MRI's normal
+    operator has 3 distinct eigenvalues, so CG converges exactly in 3 iterations). The scale is
+    the larger of ``rhs`` and the first residual ``r_0 = rhs - N x0``: a warm start far larger
+    than the data (a noisy sample over a nearly empty slice) leaves round-off of its own size. There is no early exit,
     so the loop never waits for the host: on a GPU every iteration is queued without a sync.
     With ``n_iter=1`` this is one steepest-descent step with exact line search (the released
     DiffusionMBIR setting). Device and dtype follow ``rhs``.
@@ -42,7 +44,7 @@ def conjugate_gradient(normal_op, rhs, x0, n_iter=20, tol=None, dims=None):
     p = r.clone()
     rr = dot(r, r)
     tol = 100 * torch.finfo(rhs.dtype).eps if tol is None else tol
-    converged = tol**2 * dot(rhs, rhs)
+    converged = tol**2 * torch.maximum(dot(rhs, rhs), rr)
     for _ in range(n_iter):
         active = rr > converged
         Ap = normal_op(p)
