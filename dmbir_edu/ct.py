@@ -22,7 +22,7 @@ for water near 70 keV (0.206 at 60 keV, 0.184 at 80 keV), i.e. 0.019-0.020 /mm a
 real scanner's polychromatic beam has no single value; this one sets the scale of the noise."""
 
 MU_UNIT_PER_MM = 2 * MU_WATER_PER_MM
-"""Linear attenuation coefficient (1/mm) of a voxel of value 1 (+1000 HU): mu(v) = MU_UNIT_PER_MM * v."""
+"""The linear attenuation coefficient, in 1/mm, of a voxel of value 1 (+1000 HU), so that mu(v) = MU_UNIT_PER_MM * v."""
 
 MIN_COUNTS = 0.5
 """Counts below this are raised to it before the log transform of ``poisson_noise`` (zero counts

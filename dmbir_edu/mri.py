@@ -84,16 +84,16 @@ def complex_gaussian_noise(y, snr_db, mask=None, generator=None):
     ``mask=None`` falls back to the support of ``y``, the (h, w) where any slice of ``y`` is
     nonzero (an all-zero slice still gets noise), which misses a measured sample that happens to
     be exactly 0 in every slice (rare for real images, but possible). The noise is
-    n = sigma (a + i b) / sqrt(2) with a, b independent standard normal, so E|n|^2 = sigma^2 and
+    n = sigma (a + i b) / sqrt(2) with a, b independent standard normal, so ``E|n|^2 = sigma^2`` and
     the real and imaginary parts each have variance sigma^2 / 2 (thermal
     noise of the receiver, white in k-space). It is added where the mask is True and nowhere
     else, so the result has the support of ``y`` and ``M.adjoint`` sees the same samples.
 
     SNR: the RMS of the measured k-space over the noise RMS,
-    snr_db = 10 log10(mean over measured samples of |y|^2 / sigma^2), the mean taken over all
+    ``snr_db = 10 log10(mean |y|^2 / sigma^2)`` over the measured samples, the mean taken over all
     slices (one sigma for the whole scan, as for one receiver). With the orthonormal FFT and full
     sampling this is the image-domain RMS signal (over all pixels) over the RMS of the complex
-    image noise F_c^H n, which is again white with E|.|^2 = sigma^2 per pixel; the zero-filled
+    image noise F_c^H n, which is again white with ``E|.|^2 = sigma^2`` per pixel; the zero-filled
     image keeps its real part, half of that noise power (3 dB less). Undersampling masks keep the
     centre of k-space, where the energy is, so at the same ``snr_db`` they get larger noise per
     sample than full sampling. ``snr_db = inf`` returns a copy of ``y`` and draws nothing.
