@@ -243,9 +243,9 @@ def _read_inv3(path):
 
     with tarfile.open(path) as tar:
         files = {Path(m.name).name: m for m in tar.getmembers() if m.isfile()}
-        meta = plistlib.load(tar.extractfile(files["main.plist"]))["matrix"]
+        main = plistlib.load(tar.extractfile(files["main.plist"]))
+        meta, spacing = main["matrix"], main["spacing"]                               # spacing: (x, y, z) mm
         raw = tar.extractfile(files[meta["filename"]]).read()
-        spacing = plistlib.load(tar.extractfile(files["main.plist"]))["spacing"]     # (x, y, z) mm
     arr = np.frombuffer(raw, dtype=np.dtype(meta["dtype"]).newbyteorder("<")).reshape(meta["shape"])
     return np.ascontiguousarray(arr[:, ::-1], dtype=np.float32), (float(spacing[2]), float(spacing[1]), float(spacing[0]))
 

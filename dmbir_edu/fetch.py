@@ -49,15 +49,16 @@ _PYRADIOMICS = dict(
     credit="test data of PyRadiomics (van Griethuysen et al., Cancer Research 2017), "
            "from the PyPI source archive pyradiomics-bhklab 3.1.4")
 
-SOURCES = {
-    "lung1": Source(member="data/lung1_image.nrrd",
-                    sha256="379fa48bf34cfa961e6f5ec19c0c38757a30b9aa884212ef28dc29b5061c64ed", **_PYRADIOMICS),
-    "lung2": Source(member="data/lung2_image.nrrd",
-                    sha256="aa2b94eec79127ed786798ac8dc3c013010e1692d5787bebfae1a1e9685a4651", **_PYRADIOMICS),
-    "brain1": Source(member="data/brain1_image.nrrd",
-                     sha256="fffdb111ee8b428ede7256707393c927a7d5be912f0604cf3c6f1bd5fc9644cf", **_PYRADIOMICS),
-    "brain2": Source(member="data/brain2_image.nrrd",
-                     sha256="d35a1c6a3e1eb72bae97c5515472fbe057fb38ee8e1e199215d1c3c6f292332e", **_PYRADIOMICS),
+# PyRadiomics' test cases: one NRRD file each, data/<name>_image.nrrd, from one source archive.
+_PYRADIOMICS_SHA256 = {
+    "lung1": "379fa48bf34cfa961e6f5ec19c0c38757a30b9aa884212ef28dc29b5061c64ed",
+    "lung2": "aa2b94eec79127ed786798ac8dc3c013010e1692d5787bebfae1a1e9685a4651",
+    "brain1": "fffdb111ee8b428ede7256707393c927a7d5be912f0604cf3c6f1bd5fc9644cf",
+    "brain2": "d35a1c6a3e1eb72bae97c5515472fbe057fb38ee8e1e199215d1c3c6f292332e",
+}
+
+SOURCES = {name: Source(member=f"data/{name}_image.nrrd", sha256=sha, **_PYRADIOMICS)
+           for name, sha in _PYRADIOMICS_SHA256.items()} | {
     "cranium": Source(
         client="apt", package="invesalius-examples", version="3.1.99998-4",
         member="usr/share/doc/invesalius-examples/examples/Cranium.inv3",
