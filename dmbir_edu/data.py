@@ -176,8 +176,13 @@ def brain(size=64, depth=None):
 REAL = {"lung1": "ct", "lung2": "ct", "cranium": "ct",
         "ch2": "mr", "brain1": "mr", "brain2": "mr", "itk_t1": "mr", "mni152": "mr"}
 # Which real volumes may be used for choices (validation) and which are only ever reported (test).
-REAL_SPLITS = {"ct": {"validation": ("lung1",), "test": ("lung2", "cranium")},
-               "mr": {"validation": ("brain1",), "test": ("ch2", "mni152")}}
+# Which real volumes a prior may be trained on (train), which may be used for choices (validation)
+# and which are only ever reported (test). Three CT patients: the chest CT lung1 trains the CT
+# prior, the head CT is where settings are chosen, the chest CT lung2 is the test patient. MR: two
+# PyRadiomics / ITK heads train, brain1 validates, the single-subject Colin27 head (ch2) and the
+# MNI152 average are the tests.
+REAL_SPLITS = {"ct": {"train": ("lung1",), "validation": ("cranium",), "test": ("lung2",)},
+               "mr": {"train": ("brain2", "itk_t1"), "validation": ("brain1",), "test": ("ch2", "mni152")}}
 CT_WINDOW_HU = (-1000.0, 1000.0)   # mapped linearly to [0, 1] and clipped: air 0, water 0.5, +1000 HU 1
 MR_PERCENTILE = 99.5               # MR intensities divided by this percentile of the head's voxels, clipped
 MR_CROP_FRACTION = 0.05            # MR heads are cropped to the box of voxels above 5% of that percentile
@@ -287,20 +292,58 @@ def _square(v, spacing, modality):
     return np.pad(v, pad), side
 
 
-@functools.lru_cache(maxsize=32)
-def _prepared(name, size):
+def _to_size(v, spacing, modality, size, native_z=False):
+    """Normalized (z, y, x) voxels -> (D, size, size) in [0, 1] and the voxel size in mm: square
+    in-plane field, anti-aliased resampling; D near-isotropic, or the scan's own slices."""
     from skimage.transform import resize
 
-    if name not in REAL:
-        raise ValueError(f"unknown real volume {name!r}; choose one of {sorted(REAL)}")
-    modality = REAL[name]
-    v, spacing = _read(name)
     v, side = _square(normalize(v, modality), spacing, modality)
     pixel = side / size
-    depth = max(1, round(v.shape[0] * spacing[0] / pixel))                 # near-isotropic voxels
+    depth = v.shape[0] if native_z else max(1, round(v.shape[0] * spacing[0] / pixel))
     dz = v.shape[0] * spacing[0] / depth
     v = resize(v, (depth, size, size), order=1, anti_aliasing=True, preserve_range=True)
     return np.clip(v, 0, 1).astype(np.float32), (dz, pixel, pixel)
+
+
+@functools.lru_cache(maxsize=32)
+def _prepared(name, size, native_z=False):
+    if name not in REAL:
+        raise ValueError(f"unknown real volume {name!r}; choose one of {sorted(REAL)}")
+    return _to_size(*_read(name), REAL[name], size, native_z)
+
+
+def axial_slices(name, size=64):
+    """The scan's own axial slices of the real volume ``name`` (no resampling along z), each
+    normalized and resampled in-plane as in ``real_volume``: ``(D_scan, size, size)``. What a 2D
+    prior is trained on (``dmbir_edu.train``)."""
+    return torch.from_numpy(_prepared(name, int(size), True)[0].copy())
+
+
+VOLUME_SUFFIXES = (".npy", ".nii", ".nii.gz", ".nrrd")
+
+
+def read_volume_file(path, modality, size=64, native_z=True):
+    """A volume of your own as the package's real volumes are made: ``.npy`` (a (z, y, x) array:
+    values in [0, 1] are taken as they are, otherwise HU for CT and any units for MR), NIfTI
+    (``.nii``, ``.nii.gz``) or NRRD (LPS space), oriented and normalized like ``real_volume``
+    (``modality``: "ct" in HU or "mr"); ``native_z`` keeps the scan's own slices. ``(D, size, size)``."""
+    path = Path(path)
+    if modality not in ("ct", "mr"):
+        raise ValueError(f"modality must be 'ct' or 'mr', got {modality!r}")
+    if path.name.endswith(".npy"):
+        v = np.load(path).astype(np.float32)
+        if v.ndim != 3:
+            raise ValueError(f"{path}: expected a 3D (z, y, x) array, got shape {v.shape}")
+        if v.min() >= 0 and v.max() <= 1:
+            v, modality = v * (CT_WINDOW_HU[1] - CT_WINDOW_HU[0]) + CT_WINDOW_HU[0], "ct"   # normalize() inverts this
+        spacing = (1.0, 1.0, 1.0)
+    elif path.name.endswith((".nii", ".nii.gz")):
+        v, spacing = _read_nifti(path)
+    elif path.name.endswith(".nrrd"):
+        v, spacing = _read_nrrd(path)
+    else:
+        raise ValueError(f"{path}: not a volume file; expected one of {VOLUME_SUFFIXES}")
+    return torch.from_numpy(_to_size(v, spacing, modality, int(size), native_z)[0])
 
 
 def real_volume(name, size=64):

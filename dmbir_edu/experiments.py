@@ -28,7 +28,7 @@ from . import data, mbir, metrics, sampling
 from .ct import ParallelBeamCT, limited_angle_angles, poisson_noise, sparse_view_angles
 from .mri import CartesianMRI, complex_gaussian_noise, uniform1d_mask, variable_density2d_mask
 from .operators import scaled_defaults
-from .prior import load_prior
+from .prior import DEFAULT_PRIORS, load_prior
 from .reconstruct import DIFFUSION_METHODS, reconstruct
 
 # The rows of every table are labels: a ``reconstruct`` method, or a variant of one listed here
@@ -206,7 +206,7 @@ def run(task, settings, methods=METHODS, size=64, n_volumes=4, n_steps=None, see
     ``noise_level``); the measurement noise is drawn from its own generator, seeded with
     ``seed + NOISE_SEED_OFFSET``, so every method of a row sees the same noisy data.
     """
-    prior = prior if prior is not None else (load_prior(device=device) if needs_prior(methods) else None)
+    prior = prior if prior is not None else (task_prior(task, source, device) if needs_prior(methods) else None)
     rows = []
     vols = {name: x.to(device) for name, x in test_set(task, size, n_volumes, seeds, depth, source, split).items()}
     for setting in settings:
@@ -231,6 +231,17 @@ def run(task, settings, methods=METHODS, size=64, n_volumes=4, n_steps=None, see
 
 
 NOISE_SEED_OFFSET = 1_000_003   # the measurement noise's generator is seeded with seed + this
+
+
+def task_prior(task, source="phantom", device="cpu"):
+    """The prior a table uses when none is given: on real volumes the prior trained on real slices
+    of the task's modality (ct64 / mr64), on phantoms (and the MNI152 brain) phantom64."""
+    return load_prior(device=device, modality=prior_modality(task, source))
+
+
+def prior_modality(task, source="phantom"):
+    """"phantom", "ct" or "mr": which of ``prior.DEFAULT_PRIORS`` serves ``task`` on ``source``."""
+    return "phantom" if source == "phantom" else ("mr" if task == "mri" else "ct")
 
 
 def run_all(jobs=JOBS, methods=METHODS, **kwargs):
@@ -288,7 +299,6 @@ def defaults_check(jobs=JOBS, methods=DEFAULTS_METHODS, depth=8, n_volumes=1, si
     """Every method with bare defaults vs the best point of ``DEFAULTS_GRID`` (the default included),
     per task, on the VALIDATION volumes (phantom seeds, or with ``source="real"`` the real
     validation volumes); returns rows (task, setting, method, baseline, default, tuned, best point) and prints one line per cell as it goes. The baseline is FBP (CT) or zero-filled (MRI)."""
-    prior = prior if prior is not None else load_prior(device=device)
     common = dict(size=size, n_volumes=n_volumes, seeds=data.VALIDATION_SEEDS, depth=depth, progress=False,
                   prior=prior, device=device, defaults=True, source=source, split="validation", noise=noise)
     out = []
@@ -322,7 +332,7 @@ def step_curve(task, setting, steps, depth=None, n_volumes=1, size=64, prior=Non
     """PSNR against the number of diffusion steps on the VALIDATION seeds (to choose the step count
     and carried vs reset (z, u) without looking at the test volumes); prints one line per run and
     returns {(n_steps, variant): mean PSNR over axes and volumes}."""
-    prior = prior if prior is not None else load_prior(device=device)
+    prior = prior if prior is not None else task_prior(task, source, device)
     common = dict(size=size, n_volumes=n_volumes, seeds=data.VALIDATION_SEEDS, depth=depth, progress=progress,
                   device=device, source=source, split="validation", noise=noise)
     baseline = run(task, [setting], ["admm_tv"], **common)
@@ -364,32 +374,41 @@ def main(argv=None):
     p.add_argument("--data", choices=["phantom", "real"], default="phantom",
                    help="volumes: the procedural phantoms (and the MNI152 brain for MRI), or the real CT and MR volumes "
                         "(data.REAL_SPLITS: test volumes for tables, validation volumes for 'defaults' and 'steps')")
+    p.add_argument("--split", choices=["test", "validation"], default="test",
+                   help="with --data real, the tables' volumes: the test volumes, or the validation volumes "
+                        "(reported as such: settings are chosen on them)")
     p.add_argument("--noise", nargs="+", default=["none", "realistic"],
                    help="measurement noise levels, each 'none', 'realistic' (CT I0=1e5 photons per ray, MRI SNR 30 dB) "
                         "or a number (I0 for CT, SNR in dB for MRI); 'defaults' and 'steps' use the first")
+    p.add_argument("--prior", default=None,
+                   help="the 2D prior (a name of dmbir_edu.available_priors()); default: phantom64 on phantoms, "
+                        "on real volumes the prior of the task's modality (ct64 for CT, mr64 for MRI)")
     p.add_argument("--per-volume", action="store_true", help="one table line per volume (default: mean over volumes)")
     p.add_argument("--save", default=None, help="also write every row (metrics, seconds, kwargs) to this JSON file")
     a = p.parse_args(argv)
     jobs = {"sparse_view": a.views, "limited_angle": a.arc, "mri": a.accel}
     methods = a.methods or list(DEFAULTS_METHODS if a.task == "defaults" else METHODS)
+    prior = load_prior(a.prior, device=a.device) if a.prior else None
+    names = {DEFAULT_PRIORS[prior_modality(t, a.data)] for t in jobs if a.task in (t, "all", "defaults", "steps")}
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {a.device}, prior "
-          f"{'phantom64' if needs_prior(methods) else '-'}", flush=True)
+          f"{(a.prior or ' / '.join(sorted(names))) if needs_prior(methods) else '-'}", flush=True)
     if a.task == "defaults":
         defaults_check({t: s for t, s in jobs.items() if a.sub_task in (None, t)}, methods, depth=a.depth or 8,
-                       size=a.size, device=a.device, print_fn=functools.partial(print, flush=True), source=a.data,
-                       noise=a.noise[0])
+                       size=a.size, prior=prior, device=a.device, print_fn=functools.partial(print, flush=True),
+                       source=a.data, noise=a.noise[0])
         return
     if a.task == "steps":
         task = a.sub_task or "sparse_view"
-        step_curve(task, jobs[task][0], a.steps or [100, 300, 1000], a.depth, device=a.device, source=a.data,
-                   noise=a.noise[0])
+        step_curve(task, jobs[task][0], a.steps or [100, 300, 1000], a.depth, prior=prior, device=a.device,
+                   source=a.data, noise=a.noise[0])
         return
     jobs = {task: settings for task, settings in jobs.items() if a.task in (task, "all")}
-    print(f"data: {a.data} ({'test volumes' if a.data == 'real' else 'held-out phantoms; MRI: the MNI152 brain'}), "
+    print(f"data: {a.data} ({a.split + ' volumes' if a.data == 'real' else 'held-out phantoms; MRI: the MNI152 brain'}), "
           f"noise: {' / '.join(a.noise)}, seed {a.seed}", flush=True)
     rows = [row for noise in a.noise for row in
             run_all(jobs, methods, size=a.size, n_volumes=a.volumes, n_steps=a.steps[0] if a.steps else None,
-                    depth=a.depth, seed=a.seed, progress=False, device=a.device, source=a.data, noise=noise)]
+                    depth=a.depth, seed=a.seed, prior=prior, progress=False, device=a.device, source=a.data,
+                    split=a.split, noise=noise)]
     print(table(rows, a.per_volume), flush=True)
     if a.save:
         with open(a.save, "w") as f:

@@ -136,14 +136,24 @@ def available_priors():
     return sorted(p.stem for p in WEIGHTS_DIR.glob("*.json") if p.with_suffix(".safetensors").exists())
 
 
-def load_prior(name="phantom64", device="cpu", image_size=None):
+# The shipped prior of each kind of data: the phantom family (the chapters' phantoms, and MRI on
+# the MNI152 brain in the phantom-era tables), real CT slices, real MR heads. Cards: weights/NAME.json.
+DEFAULT_PRIORS = {"phantom": "phantom64", "ct": "ct64", "mr": "mr64"}
+
+
+def load_prior(name=None, device="cpu", image_size=None, modality="phantom"):
     """Load a shipped prior offline, checking the weights' sha256 against the card.
 
+    ``name`` None: the default prior of ``modality`` ("phantom", "ct" or "mr"; ``DEFAULT_PRIORS``).
     Weights are safetensors (no pickle is executed). Returns a ``Prior`` in eval mode.
     ``image_size`` runs the fully convolutional network on slices of another size: out of
     distribution (as the paper ran its 320 x 320 knee prior on 240 x 240 brains), so expect
     lower quality; used for the memory benchmark at 128^3.
     """
+    if name is None:
+        if modality not in DEFAULT_PRIORS:
+            raise ValueError(f"modality must be one of {sorted(DEFAULT_PRIORS)}, got {modality!r}")
+        name = DEFAULT_PRIORS[modality]
     if name not in available_priors():
         raise ValueError(f"unknown prior {name!r}; available: {available_priors()}")
     from safetensors.torch import load_file

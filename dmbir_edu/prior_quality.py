@@ -30,16 +30,34 @@ def held_out_slices(seeds, size=64, per_volume=8):
     return torch.cat([v[idx] for v in vols])
 
 
+def real_slices(modality, split, size=64, n=32):
+    """n evenly spaced non-empty axial slices of the real volumes of ``data.REAL_SPLITS[modality][split]``."""
+    x = torch.cat([data.axial_slices(name, size) for name in data.real_names(modality, split)])
+    x = x[x.amax((-2, -1)) > 0.05]
+    return x[torch.linspace(0, x.shape[0] - 1, n).long()]
+
+
 def tv_denoise(x, weight):
     return torch.stack([torch.from_numpy(denoise_tv_chambolle(s.numpy().astype(np.float64), weight=weight)).float()
                         for s in x])
 
 
-def denoising_table(prior, sigmas=SIGMAS, seed=0, per_volume=8):
-    """{sigma: {"noisy", "tv", "tv_weight", "prior"}} mean PSNR (dB) over held-out slices."""
-    g = torch.Generator().manual_seed(seed)
+def denoising_table(prior, sigmas=SIGMAS, seed=0, per_volume=8, modality="phantom"):
+    """{sigma: {"noisy", "tv", "tv_weight", "prior"}} mean PSNR (dB) over held-out slices.
+
+    ``modality`` "phantom": slices of the ``data.TEST_SEEDS`` phantoms, TV tuned on the
+    ``VALIDATION_SEEDS`` ones. "ct" / "mr": {"validation": table, "test": table} on 32 slices of the
+    real validation and test volumes, TV tuned on the validation slices for both."""
+    if modality != "phantom":
+        val, test = (real_slices(modality, split, prior.image_size) for split in ("validation", "test"))
+        return {"validation": _table(prior, val, val, sigmas, seed), "test": _table(prior, val, test, sigmas, seed)}
     val = held_out_slices(data.VALIDATION_SEEDS, prior.image_size, per_volume)
     test = held_out_slices(data.TEST_SEEDS, prior.image_size, per_volume)
+    return _table(prior, val, test, sigmas, seed)
+
+
+def _table(prior, val, test, sigmas, seed):
+    g = torch.Generator().manual_seed(seed)
     mean_psnr = lambda a, b: float(np.mean([psnr(u, v) for u, v in zip(a, b)]))
     out = {}
     for sigma in sigmas:

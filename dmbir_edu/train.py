@@ -1,7 +1,9 @@
-"""Train the 2D prior by denoising score matching on axial slices of the phantom family.
+"""Train the 2D prior by denoising score matching on axial slices: phantoms, real CT, real MR, or yours.
 
-    python -m dmbir_edu.train --run runs/phantom64 --steps 6000          # resumable
-    python -m dmbir_edu.train --run runs/phantom64 --export phantom64    # ship the EMA weights
+    python -m dmbir_edu.train --run runs/phantom64 --steps 6000                  # resumable
+    python -m dmbir_edu.train --run runs/ct64 --data ct --init phantom64 --steps 3000
+    python -m dmbir_edu.train --run runs/mine --data path/to/volumes --modality ct
+    python -m dmbir_edu.train --run runs/ct64 --export ct64                       # ship the EMA weights
 
 Loss (EDM form of denoising score matching): with x_0 a clean slice, sigma drawn from the
 noise distribution below and xi ~ N(0, I),
@@ -13,8 +15,19 @@ Minimizing it makes D the MMSE denoiser, hence (D - x) / sigma^2 the score.
 sigma is drawn half log-uniformly on [sigma_min, sigma_max] (every level the VE sampler
 visits) and half from EDM's log-normal (ln sigma ~ N(-1.2, 1.2^2), where detail is learned).
 
-Determinism: step k uses phantom seeds 2k and 2k+1 of ``data.TRAIN_SEEDS`` and a generator
-seeded by (seed, k), so a resumed run sees exactly the batches an uninterrupted one would.
+Data (``--data``): ``phantom`` draws fresh phantoms (``data.TRAIN_SEEDS``); ``ct`` / ``mr`` take
+the scan's own axial slices of the real training volumes ``data.REAL_SPLITS[modality]["train"]``;
+a folder takes every ``.npy`` / ``.nii`` / ``.nii.gz`` / ``.nrrd`` volume in it (``--modality``
+says how to normalize). A few real volumes are a tiny set, so real slices are augmented: flips,
+a rotation of up to ``max_rotation`` degrees, a scaling of up to ``max_scale``, an intensity gain
+of up to ``gain`` (``augment``). ``phantom_fraction`` of each batch can still be phantom slices.
+Whole volumes are held out: the learning curve (``curve.csv``: denoising PSNR of the EMA
+weights on fixed slices of the validation volumes, against images seen) never sees a training
+volume.
+
+Determinism: step k draws everything from a generator seeded by (seed, k) (phantom seeds
+2k, 2k+1 of ``data.TRAIN_SEEDS`` for the phantom data), so a resumed run sees exactly the
+batches an uninterrupted one would.
 
 Explained in: chapter "Score-based diffusion in 2D" (book/03_diffusion_2d.ipynb) and the
 appendix "Training the prior".
@@ -27,30 +40,109 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from . import data
-from .prior import DEFAULT_UNET, SIGMA_DATA, WEIGHTS_DIR, Prior, sha256
+from .metrics import psnr
+from .prior import DEFAULT_UNET, SIGMA_DATA, WEIGHTS_DIR, Prior, load_prior, sha256
 
 
-def training_batch(k, seed, batch_size, image_size, slices_per_volume=16):
-    """Batch k: (batch_size, 1, H, W) random axial slices of fresh phantoms, with random flips."""
-    g = torch.Generator().manual_seed(seed * 1_000_003 + k)
-    n_vol = -(-batch_size // slices_per_volume)
-    n_seeds = len(data.TRAIN_SEEDS)
+def phantom_slices(k, g, n, image_size, slices_per_volume=16):
+    """n random axial slices of fresh phantoms for step k: (n, H, W)."""
+    n_vol = -(-n // slices_per_volume)
     slices = []
     for j in range(n_vol):
-        vol = data.phantom((n_vol * k + j) % n_seeds, image_size)
-        idx = torch.randint(0, vol.shape[0], (slices_per_volume,), generator=g)
-        slices.append(vol[idx])
-    x0 = torch.cat(slices)[:batch_size, None]
-    flip = torch.rand(2, generator=g)
-    if flip[0] < 0.5:
-        x0 = x0.flip(-1)
-    if flip[1] < 0.5:
-        x0 = x0.flip(-2)
-    return x0, g
+        vol = data.phantom((n_vol * k + j) % len(data.TRAIN_SEEDS), image_size)
+        slices.append(vol[torch.randint(0, vol.shape[0], (slices_per_volume,), generator=g)])
+    return torch.cat(slices)[:n]
+
+
+def augment(x0, g, max_rotation=10.0, max_scale=0.1, gain=0.1, vflip=False):
+    """A random left-right flip (and up-down with ``vflip``: not anatomy a scanner shows), a rotation in [-max_rotation, max_rotation] degrees, a zoom in
+    [1 - max_scale, 1 + max_scale] and an intensity gain in [1 - gain, 1 + gain], one draw per slice
+    (bilinear resampling, zeros outside, clipped to [0, 1]). x0: (B, H, W)."""
+    B = x0.shape[0]
+    u = lambda: 2 * torch.rand(B, generator=g) - 1                       # uniform on [-1, 1]
+    theta, zoom, a = u() * max_rotation * torch.pi / 180, 1 + u() * max_scale, 1 + u() * gain
+    flip = torch.where(torch.rand(2, B, generator=g) < 0.5, -1.0, 1.0)
+    flip[1] = flip[1] if vflip else 1.0
+    c, s = torch.cos(theta) / zoom, torch.sin(theta) / zoom
+    R = torch.stack([torch.stack([c, -s], -1), torch.stack([s, c], -1)], 1) * flip.T[:, None, :]
+    T = torch.cat([R, torch.zeros(B, 2, 1)], -1)                         # output -> input coordinates
+    grid = torch.nn.functional.affine_grid(T, (B, 1, *x0.shape[-2:]), align_corners=False)
+    x = torch.nn.functional.grid_sample(x0[:, None], grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return (a.reshape(B, 1, 1) * x[:, 0]).clamp(0, 1)
+
+
+def training_batch(k, seed, batch_size, image_size, slices=None, phantom_fraction=0.0, aug=None):
+    """Batch k: (batch_size, 1, H, W) clean slices, and the generator that drew them.
+
+    ``slices`` None: phantom slices with random flips (the phantom family's own variety needs no
+    more). Otherwise ``slices`` (N, H, W) are the real training slices: a random pick, augmented
+    with ``augment(**aug)``, the first ``round(phantom_fraction * batch_size)`` replaced by phantoms."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + k)
+    if slices is None:
+        x0 = phantom_slices(k, g, batch_size, image_size)
+        flip = torch.rand(2, generator=g)
+        x0 = x0.flip(-1) if flip[0] < 0.5 else x0
+        x0 = x0.flip(-2) if flip[1] < 0.5 else x0
+        return x0[:, None], g
+    x0 = augment(slices[torch.randint(0, slices.shape[0], (batch_size,), generator=g)], g, **(aug or {}))
+    n_ph = round(phantom_fraction * batch_size)
+    if n_ph:
+        x0[:n_ph] = phantom_slices(k, g, n_ph, image_size)
+    return x0[:, None], g
+
+
+def training_slices(source, image_size, modality=None):
+    """The axial training slices of ``source`` and the names of the volumes they come from.
+
+    ``source``: "phantom" (returns None: drawn fresh each step), "ct" / "mr" (the real volumes of
+    ``data.REAL_SPLITS[source]["train"]``) or a folder of volume files (``modality`` "ct" or "mr")."""
+    if source == "phantom":
+        return None, ["phantom family (data.TRAIN_SEEDS)"]
+    if source in ("ct", "mr"):
+        names = list(data.REAL_SPLITS[source]["train"])
+        vols = [data.axial_slices(n, image_size) for n in names]
+    else:
+        folder = Path(source)
+        if not folder.is_dir():
+            raise ValueError(f"--data must be phantom, ct, mr or a folder of volumes; {source!r} is none of these")
+        files = sorted(f for f in folder.iterdir() if f.name.endswith(data.VOLUME_SUFFIXES))
+        if not files:
+            raise ValueError(f"{folder} holds no volume file ({', '.join(data.VOLUME_SUFFIXES)})")
+        if modality is None:
+            raise ValueError("training on your own volumes needs --modality ct (values in HU) or mr")
+        names = [f.name for f in files]
+        vols = [data.read_volume_file(f, modality, image_size) for f in files]
+    x = torch.cat(vols)
+    return x[x.amax((-2, -1)) > 0.05], names           # drop empty slices (air above a head)
+
+
+def validation_slices(modality, image_size, n=32):
+    """n fixed slices of the validation volumes (``data.REAL_SPLITS[modality]["validation"]``, or the
+    phantoms of ``data.VALIDATION_SEEDS`` for "phantom"): what the learning curve is measured on."""
+    from .prior_quality import held_out_slices, real_slices
+
+    if modality == "phantom":
+        return held_out_slices(data.VALIDATION_SEEDS, image_size, -(-n // len(data.VALIDATION_SEEDS)))[:n]
+    return real_slices(modality, "validation", image_size, n)
+
+
+CURVE_SIGMAS = (0.05, 0.1, 0.2)
+
+
+def denoising_psnr(prior, x, sigmas=CURVE_SIGMAS, seed=0):
+    """Mean PSNR (dB) of D(x + sigma xi; sigma) against x, per sigma; the noise is fixed by ``seed``."""
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for sigma in sigmas:
+        y = x + sigma * torch.randn(x.shape, generator=g)
+        with torch.no_grad():
+            out.append(float(np.mean([psnr(a, b) for a, b in zip(prior.denoise(y, sigma), x)])))
+    return out
 
 
 def sample_sigma(n, sigma_min, sigma_max, g):
@@ -75,19 +167,37 @@ def dsm_loss(prior, x0, g):
     return (lam.reshape(-1, 1, 1, 1) * (D - x0) ** 2).mean()
 
 
-def train(run_dir, steps, config=DEFAULT_UNET, batch_size=32, lr=5e-4, warmup=200, ema_decay=0.999,
-          sigma_min=0.01, sigma_max=40.0, seed=0, checkpoint_every=250, progress=True, device="cpu"):
-    """Train (or resume) a prior on ``device``; checkpoints and a CSV loss log go to ``run_dir``.
+def train(run_dir, steps, source="phantom", modality=None, init=None, config=DEFAULT_UNET, batch_size=32,
+          lr=5e-4, warmup=200, ema_decay=0.999, sigma_min=0.01, sigma_max=40.0, phantom_fraction=0.0,
+          aug=None, seed=0, checkpoint_every=100, eval_every=100, progress=True, device="cpu"):
+    """Train (or resume) a prior on ``device``; checkpoints, a CSV loss log and the learning curve
+    (``curve.csv``) go to ``run_dir``. ``source``: see ``training_slices``; ``init``: the name of a
+    shipped prior to start from (fine-tuning) instead of random weights.
 
     Returns the EMA ``Prior`` (the weights used at inference).
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "args.json").write_text(json.dumps(dict(
-        steps=steps, config=config, batch_size=batch_size, lr=lr, warmup=warmup, ema_decay=ema_decay,
-        sigma_min=sigma_min, sigma_max=sigma_max, seed=seed)))
+    aug = dict(aug or {}) if source != "phantom" else None
+    slices, names = training_slices(source, config["sample_size"], modality)
+    val_modality = source if source in ("ct", "mr", "phantom") else modality
+    args = dict(steps=steps, source=str(source), modality=modality, init=init, config=config, batch_size=batch_size,
+                lr=lr, warmup=warmup, ema_decay=ema_decay, sigma_min=sigma_min, sigma_max=sigma_max,
+                phantom_fraction=phantom_fraction, aug=aug, seed=seed, train_volumes=names,
+                train_slices=None if slices is None else int(slices.shape[0]),
+                validation_volumes=list(data.real_names(val_modality, "validation")) if val_modality != "phantom"
+                else [f"phantoms of data.VALIDATION_SEEDS {list(data.VALIDATION_SEEDS)}"])
+    if (run_dir / "args.json").exists():
+        old = json.loads((run_dir / "args.json").read_text())
+        changed = [k for k in old if k != "steps" and json.dumps(old[k]) != json.dumps(args.get(k))]
+        if changed:
+            raise ValueError(f"{run_dir} was started with other settings ({', '.join(changed)}): resume it with "
+                             f"the same arguments, or give a new --run")
+    (run_dir / "args.json").write_text(json.dumps(args, indent=1))
     torch.manual_seed(seed)
     prior = Prior(config, sigma_min, sigma_max).to(device)
+    if init is not None:
+        prior.net.load_state_dict(load_prior(init).net.state_dict())
     ema = copy.deepcopy(prior).requires_grad_(False)
     opt = torch.optim.Adam(prior.parameters(), lr=lr)
     ckpt, start = run_dir / "checkpoint.pt", 0
@@ -97,13 +207,19 @@ def train(run_dir, steps, config=DEFAULT_UNET, batch_size=32, lr=5e-4, warmup=20
         ema.load_state_dict(state["ema"])
         opt.load_state_dict(state["opt"])
         start = int(state["step"])
-    log = (run_dir / "log.csv").open("a")
-    if start == 0:
-        log.write("step,loss,images_per_s,elapsed_s\n")
+    with (run_dir / "machine.txt").open("a") as f:            # each session's machine, for the card
+        f.write(f"{machine()}, device {device}\n")
+    val = validation_slices(val_modality, prior.image_size) if eval_every else None
+    log, curve = _appending(run_dir / "log.csv", "step,loss,images_per_s,elapsed_s", start), None
+    if val is not None:
+        curve = _appending(run_dir / "curve.csv", "step,images_seen," + ",".join(f"psnr_sigma_{s}" for s in CURVE_SIGMAS), start)
+        if start == 0:
+            curve.write(",".join(map(str, [0, 0, *(f"{v:.3f}" for v in denoising_psnr(ema.eval(), val))])) + "\n")
+            curve.flush()
     bar = tqdm(range(start, steps), initial=start, total=steps, disable=not progress, desc="train")
     t0, loss_avg = time.time(), None
     for k in bar:
-        x0, g = training_batch(k, seed, batch_size, prior.image_size)
+        x0, g = training_batch(k, seed, batch_size, prior.image_size, slices, phantom_fraction, aug)
         for group in opt.param_groups:
             group["lr"] = lr * min(1.0, (k + 1) / warmup)
         loss = dsm_loss(prior, x0, g)
@@ -122,20 +238,56 @@ def train(run_dir, steps, config=DEFAULT_UNET, batch_size=32, lr=5e-4, warmup=20
             log.write(f"{k + 1},{loss_avg:.5f},{(k + 1 - start) * batch_size / elapsed:.1f},{elapsed:.0f}\n")
             log.flush()
         if (k + 1) % checkpoint_every == 0 or k + 1 == steps:
+            if curve is not None and ((k + 1) % eval_every == 0 or k + 1 == steps):
+                psnrs = denoising_psnr(ema.eval(), val)
+                curve.write(",".join(map(str, [k + 1, (k + 1) * batch_size, *(f"{v:.3f}" for v in psnrs)])) + "\n")
+                curve.flush()
             torch.save({"model": prior.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
                         "step": k + 1}, run_dir / "checkpoint.tmp")
             (run_dir / "checkpoint.tmp").replace(ckpt)
     log.close()
+    if curve is not None:
+        curve.close()
     return ema.eval()
 
 
+def _appending(path, header, start):
+    """A CSV log opened for appending; rows past ``start`` (written after the last checkpoint of an
+    interrupted run) are dropped first, so a resumed run's log has each step once."""
+    rows = path.read_text().splitlines()[1:] if path.exists() and start > 0 else []
+    rows = [r for r in rows if int(r.split(",")[0]) <= start]
+    path.write_text("\n".join([header, *rows]) + "\n")
+    return path.open("a")
+
+
+def training_seconds(log_csv):
+    """Wall time of a run from its loss log: a resumed run restarts the clock (elapsed_s falls), so
+    the last elapsed_s of each session is summed."""
+    rows = [r.split(",") for r in Path(log_csv).read_text().splitlines()[1:] if r]
+    elapsed = [float(r[3]) for r in rows]
+    return sum(e for e, nxt in zip(elapsed, elapsed[1:] + [-1.0]) if nxt < e)
+
+
+def machine():
+    """What the card says the training ran on: CPU model, cores, threads, torch version."""
+    import os
+    import platform
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} threads, torch {torch.__version__}"
+
+
 def export(run_dir, name, command):
-    """Write the EMA weights of ``run_dir`` as ``weights/<name>.safetensors``, its JSON card, and a
-    copy of the run's loss log as ``weights/<name>.log.csv`` (the book plots the training curve
-    from it). The card's "quality" is measured here: ``prior_quality.denoising_table``."""
+    """Write the EMA weights of ``run_dir`` as ``weights/<name>.safetensors``, its JSON card, and
+    copies of the run's loss log and learning curve (``weights/<name>.log.csv``, ``.curve.csv``;
+    the book plots them). The card's "quality" is measured here: ``prior_quality.denoising_table``
+    on the held-out slices of the prior's own modality."""
     from safetensors.torch import save_file
 
-    from .prior import load_prior
     from .prior_quality import denoising_table
 
     run_dir = Path(run_dir)
@@ -144,16 +296,32 @@ def export(run_dir, name, command):
     net = {k.removeprefix("net."): v.contiguous() for k, v in state["ema"].items()}
     path = WEIGHTS_DIR / f"{name}.safetensors"
     save_file(net, path)
+    source = args.get("source", "phantom")
+    modality = source if source in ("ct", "mr") else args.get("modality") or "phantom"
+    if source == "phantom":
+        described = f"axial 64x64 slices of dmbir_edu.data.phantom(seed), seeds from 0 (2 volumes per step), seed={args['seed']}"
+    else:
+        described = (f"the scan's own axial slices of {', '.join(args['train_volumes'])} ({args['train_slices']} slices) at "
+                     f"{args['config']['sample_size']}x{args['config']['sample_size']}, augmented {args['aug']}, "
+                     f"phantom fraction {args['phantom_fraction']}, seed={args['seed']}")
     card = dict(name=name, unet=args["config"], sigma_min=args["sigma_min"], sigma_max=args["sigma_max"],
-                steps=int(state["step"]), batch_size=args["batch_size"], images_seen=int(state["step"]) * args["batch_size"],
-                data=f"axial 64x64 slices of dmbir_edu.data.phantom(seed), seeds from 0 (2 volumes per step), seed={args['seed']}",
-                training_command=command, parameters=sum(v.numel() for v in net.values()),
+                modality=modality, steps=int(state["step"]), batch_size=args["batch_size"],
+                images_seen=int(state["step"]) * args["batch_size"], data=described, init=args.get("init"),
+                train_volumes=args.get("train_volumes"), validation_volumes=args.get("validation_volumes"),
+                test_volumes=list(data.REAL_SPLITS[modality]["test"]) if modality in data.REAL_SPLITS
+                else [f"phantoms of data.TEST_SEEDS {list(data.TEST_SEEDS)}"],
+                training_command=command, training_seconds=round(training_seconds(run_dir / "log.csv")),
+                machine=sorted(set((run_dir / "machine.txt").read_text().splitlines())) if (run_dir / "machine.txt").exists()
+                else None, parameters=sum(v.numel() for v in net.values()),
                 sha256=sha256(path), quality={}, loss_log=f"{name}.log.csv")
     shutil.copyfile(run_dir / "log.csv", WEIGHTS_DIR / f"{name}.log.csv")
+    if (run_dir / "curve.csv").exists():
+        shutil.copyfile(run_dir / "curve.csv", WEIGHTS_DIR / f"{name}.curve.csv")
+        card["learning_curve"] = f"{name}.curve.csv"
     (WEIGHTS_DIR / f"{name}.json").write_text(json.dumps(card, indent=1) + "\n")
-    table = denoising_table(load_prior(name))
-    card["quality"] = {"denoising_psnr_db_held_out_slices": {str(s): r for s, r in table.items()},
-                       "measured_by": "dmbir_edu.prior_quality.denoising_table (TV weight tuned on validation slices)"}
+    card["quality"] = {"denoising_psnr_db": denoising_table(load_prior(name), modality=modality),
+                       "measured_by": "dmbir_edu.prior_quality.denoising_table (TV weight tuned on validation "
+                                      "slices; validation and test slices of whole held-out volumes)"}
     (WEIGHTS_DIR / f"{name}.json").write_text(json.dumps(card, indent=1) + "\n")
     return card
 
@@ -162,16 +330,31 @@ def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m dmbir_edu.train", description=__doc__.split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--run", required=True,
-                   help="folder for the checkpoint, args.json and the loss log; a run with a checkpoint resumes")
+                   help="folder for the checkpoint, args.json, the loss log and the learning curve; "
+                        "a run with a checkpoint resumes")
+    p.add_argument("--data", default="phantom",
+                   help="phantom, ct or mr (the real training volumes of data.REAL_SPLITS), or a folder of "
+                        ".npy / .nii / .nii.gz / .nrrd volumes")
+    p.add_argument("--modality", choices=("ct", "mr"),
+                   help="with --data FOLDER: ct (values in HU, or already in [0, 1]) or mr (any units); "
+                        "also picks the validation volumes of the learning curve")
+    p.add_argument("--init", metavar="PRIOR", help="start from this shipped prior (fine-tuning), e.g. phantom64")
     p.add_argument("--steps", type=int, default=6000,
                    help="train up to this step, counting the steps already in --run")
     p.add_argument("--batch-size", type=int, default=32, help="slices per training step")
     p.add_argument("--lr", type=float, default=5e-4, help="Adam learning rate, after a 200-step linear warm-up")
+    p.add_argument("--phantom-fraction", type=float, default=0.0,
+                   help="with real data: this fraction of every batch is phantom slices")
+    p.add_argument("--max-rotation", type=float, default=10.0, help="real data: largest rotation, degrees")
+    p.add_argument("--max-scale", type=float, default=0.1, help="real data: largest zoom in or out (0.1: +-10%%)")
+    p.add_argument("--gain", type=float, default=0.1, help="real data: largest intensity gain (0.1: x0.9 to x1.1)")
+    p.add_argument("--eval-every", type=int, default=100,
+                   help="steps between points of the learning curve (0: none); a multiple of 100 (the checkpoint interval)")
     p.add_argument("--seed", type=int, default=0, help="seed of the initial weights, the batches and the noise")
     p.add_argument("--device", default="cpu", help="torch device to train on, e.g. cuda (same batches on every device)")
     p.add_argument("--export", metavar="NAME",
                    help="do not train: write the EMA weights of --run to dmbir_edu/weights/NAME.safetensors, "
-                        "with its card NAME.json and loss log")
+                        "with its card NAME.json, loss log and learning curve")
     p.add_argument("--command", default=None,
                    help="with --export: the training command the card records; "
                         "if not given, the export's own command line")
@@ -179,8 +362,14 @@ def main(argv=None):
     if a.export:
         card = export(a.run, a.export, a.command or "python -m dmbir_edu.train " + " ".join(sys.argv[1:]))
         print(json.dumps(card, indent=1))
-    else:
-        train(a.run, a.steps, batch_size=a.batch_size, lr=a.lr, seed=a.seed, device=a.device)
+        return
+    if not 0 <= a.phantom_fraction <= 1:
+        p.error(f"--phantom-fraction must be in [0, 1], got {a.phantom_fraction}")
+    if a.eval_every % 100:
+        p.error("--eval-every must be a multiple of 100 (the checkpoint interval)")
+    train(a.run, a.steps, source=a.data, modality=a.modality, init=a.init, batch_size=a.batch_size, lr=a.lr,
+          phantom_fraction=a.phantom_fraction, aug=dict(max_rotation=a.max_rotation, max_scale=a.max_scale, gain=a.gain),
+          eval_every=a.eval_every, seed=a.seed, device=a.device)
 
 
 if __name__ == "__main__":
