@@ -156,6 +156,7 @@ def test_without_apt_the_debian_volumes_are_left_out_with_a_warning(monkeypatch,
     monkeypatch.setattr(shutil, "which", lambda cmd: None)
     assert data.available("lung2") and data.available("mni152") and not data.available("cranium")
     with pytest.warns(UserWarning, match="cranium is left out.*no apt-get"):
-        assert data.real_names("ct", "test") == ("lung2",)
+        assert data.real_names("ct", "validation") == ()
+    assert data.real_names("ct", "test") == ("lung2",)
     with pytest.warns(UserWarning, match="ch2"):
         assert data.real_names("mr", "test") == ("mni152",)

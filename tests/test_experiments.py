@@ -88,8 +88,9 @@ def test_real_test_and_validation_volumes_are_the_named_splits():
     assert list(experiments.test_set("sparse_view", 16, source="real")) == list(dm.data.REAL_SPLITS["ct"]["test"])
     assert list(experiments.test_set("mri", 16, source="real", split="validation")) == \
         list(dm.data.REAL_SPLITS["mr"]["validation"])
-    for modality, split in dm.data.REAL_SPLITS.items():
-        assert not set(split["test"]) & set(split["validation"])
+    for modality, split in dm.data.REAL_SPLITS.items():          # whole volumes: each in one split only
+        names = [n for part in ("train", "validation", "test") for n in split[part]]
+        assert len(names) == len(set(names)) and all(dm.data.REAL[n] == modality for n in names)
     with pytest.raises(ValueError, match="phantom"):
         experiments.test_set("sparse_view", 16, source="atlas")
 

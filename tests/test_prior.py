@@ -86,6 +86,30 @@ def test_card_records_how_the_weights_were_made():
     assert sum(p.numel() for p in Prior(CARD["unet"]).parameters()) == CARD["parameters"]
 
 
+@pytest.mark.parametrize("name", ["ct64", "mr64"])
+def test_real_data_priors_ship_with_cards_that_name_their_split(name):
+    card = json.loads((WEIGHTS_DIR / f"{name}.json").read_text())
+    assert sha256(WEIGHTS_DIR / f"{name}.safetensors") == card["sha256"]
+    modality = card["modality"]
+    assert dm.load_prior(modality=modality).name == name == dmbir_edu.prior.DEFAULT_PRIORS[modality]
+    split = data.REAL_SPLITS[modality]
+    assert card["train_volumes"] == list(split["train"])          # trained on whole training volumes only
+    assert card["validation_volumes"] == list(split["validation"]) and card["test_volumes"] == list(split["test"])
+    assert card["training_command"].startswith(f"python -m dmbir_edu.train --run runs/{name} --data {modality}")
+    assert card["images_seen"] == card["steps"] * card["batch_size"] and card["training_seconds"] > 0
+    curve = (WEIGHTS_DIR / card["learning_curve"]).read_text().splitlines()
+    assert curve[0].startswith("step,images_seen,") and int(curve[-1].split(",")[0]) >= card["steps"]
+    for part in ("validation", "test"):                         # measured on held-out slices, per noise level
+        table = card["quality"]["denoising_psnr_db"][part]
+        assert all(row["noisy"] < row["prior"] for row in table.values()), (part, table)
+
+
+def test_load_prior_by_modality_and_its_errors():
+    assert dm.load_prior().name == "phantom64" == dm.load_prior(modality="phantom").name
+    with pytest.raises(ValueError, match="modality"):
+        dm.load_prior(modality="pet")
+
+
 def test_prior_beats_tuned_tv_denoising_on_held_out_slices(prior):
     # 4 slices of each TEST_SEEDS volume; the TV weight is tuned on VALIDATION_SEEDS slices
     tab = prior_quality.denoising_table(prior, sigmas=(0.1,), per_volume=4)
