@@ -242,6 +242,9 @@ def train(run_dir, steps, source="phantom", modality=None, init=None, config=DEF
                 psnrs = denoising_psnr(ema.eval(), val)
                 curve.write(",".join(map(str, [k + 1, (k + 1) * batch_size, *(f"{v:.3f}" for v in psnrs)])) + "\n")
                 curve.flush()
+                if np.mean(psnrs) > _best_so_far(run_dir / "curve.csv", k + 1):     # early stopping on validation
+                    torch.save({"ema": ema.state_dict(), "step": k + 1}, run_dir / "best.tmp")
+                    (run_dir / "best.tmp").replace(run_dir / "best.pt")
             torch.save({"model": prior.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
                         "step": k + 1}, run_dir / "checkpoint.tmp")
             (run_dir / "checkpoint.tmp").replace(ckpt)
@@ -249,6 +252,12 @@ def train(run_dir, steps, source="phantom", modality=None, init=None, config=DEF
     if curve is not None:
         curve.close()
     return ema.eval()
+
+
+def _best_so_far(curve_csv, step):
+    """The best mean validation PSNR of the learning curve before ``step`` (-inf if none)."""
+    rows = [r.split(",") for r in Path(curve_csv).read_text().splitlines()[1:]]
+    return max((float(np.mean([float(v) for v in r[2:]])) for r in rows if 0 < int(r[0]) < step), default=-np.inf)
 
 
 def _appending(path, header, start):
@@ -281,7 +290,7 @@ def machine():
     return f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} threads, torch {torch.__version__}"
 
 
-def export(run_dir, name, command):
+def export(run_dir, name, command, checkpoint="last"):
     """Write the EMA weights of ``run_dir`` as ``weights/<name>.safetensors``, its JSON card, and
     copies of the run's loss log and learning curve (``weights/<name>.log.csv``, ``.curve.csv``;
     the book plots them). The card's "quality" is measured here: ``prior_quality.denoising_table``
@@ -292,7 +301,10 @@ def export(run_dir, name, command):
 
     run_dir = Path(run_dir)
     args = json.loads((run_dir / "args.json").read_text())
-    state = torch.load(run_dir / "checkpoint.pt", weights_only=True, map_location="cpu")
+    if checkpoint not in ("last", "best"):
+        raise ValueError(f"checkpoint must be 'last' or 'best', got {checkpoint!r}")
+    state = torch.load(run_dir / ("checkpoint.pt" if checkpoint == "last" else "best.pt"), weights_only=True,
+                       map_location="cpu")
     net = {k.removeprefix("net."): v.contiguous() for k, v in state["ema"].items()}
     path = WEIGHTS_DIR / f"{name}.safetensors"
     save_file(net, path)
@@ -305,7 +317,7 @@ def export(run_dir, name, command):
                      f"{args['config']['sample_size']}x{args['config']['sample_size']}, augmented {args['aug']}, "
                      f"phantom fraction {args['phantom_fraction']}, seed={args['seed']}")
     card = dict(name=name, unet=args["config"], sigma_min=args["sigma_min"], sigma_max=args["sigma_max"],
-                modality=modality, steps=int(state["step"]), batch_size=args["batch_size"],
+                modality=modality, steps=int(state["step"]), checkpoint=checkpoint, batch_size=args["batch_size"],
                 images_seen=int(state["step"]) * args["batch_size"], data=described, init=args.get("init"),
                 train_volumes=args.get("train_volumes"), validation_volumes=args.get("validation_volumes"),
                 test_volumes=list(data.REAL_SPLITS[modality]["test"]) if modality in data.REAL_SPLITS
@@ -355,12 +367,15 @@ def main(argv=None):
     p.add_argument("--export", metavar="NAME",
                    help="do not train: write the EMA weights of --run to dmbir_edu/weights/NAME.safetensors, "
                         "with its card NAME.json, loss log and learning curve")
+    p.add_argument("--checkpoint", choices=("last", "best"), default="last",
+                   help="with --export: the last checkpoint, or the EMA weights at the best point of the learning "
+                        "curve (best.pt: early stopping on the validation slices)")
     p.add_argument("--command", default=None,
                    help="with --export: the training command the card records; "
                         "if not given, the export's own command line")
     a = p.parse_args(argv)
     if a.export:
-        card = export(a.run, a.export, a.command or "python -m dmbir_edu.train " + " ".join(sys.argv[1:]))
+        card = export(a.run, a.export, a.command or "python -m dmbir_edu.train " + " ".join(sys.argv[1:]), a.checkpoint)
         print(json.dumps(card, indent=1))
         return
     if not 0 <= a.phantom_fraction <= 1:

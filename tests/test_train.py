@@ -107,6 +107,8 @@ def test_training_on_your_own_folder_with_a_learning_curve(tmp_path):
     curve = (run / "curve.csv").read_text().splitlines()
     assert curve[0].startswith("step,images_seen,psnr_sigma_") and [r.split(",")[0] for r in curve[1:]] == ["0", "2"]
     assert all(np.isfinite(float(c)) for r in curve[1:] for c in r.split(",")[2:])
+    best = torch.load(run / "best.pt", weights_only=True)          # early stopping: the best point so far
+    assert best["step"] == 2 and best["ema"].keys() == torch.load(run / "checkpoint.pt", weights_only=True)["ema"].keys()
 
 
 def _run(run_dir, steps, **kw):
