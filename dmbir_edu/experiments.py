@@ -389,7 +389,9 @@ def main(argv=None):
     jobs = {"sparse_view": a.views, "limited_angle": a.arc, "mri": a.accel}
     methods = a.methods or list(DEFAULTS_METHODS if a.task == "defaults" else METHODS)
     prior = load_prior(a.prior, device=a.device) if a.prior else None
-    names = {DEFAULT_PRIORS[prior_modality(t, a.data)] for t in jobs if a.task in (t, "all", "defaults", "steps")}
+    tasks = {"steps": [a.sub_task or "sparse_view"], "defaults": [a.sub_task] if a.sub_task else list(jobs),
+             "all": list(jobs)}.get(a.task, [a.task])
+    names = {DEFAULT_PRIORS[prior_modality(t, a.data)] for t in tasks}
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {a.device}, prior "
           f"{(a.prior or ' / '.join(sorted(names))) if needs_prior(methods) else '-'}", flush=True)
     if a.task == "defaults":
