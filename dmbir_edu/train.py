@@ -313,9 +313,14 @@ def export(run_dir, name, command, checkpoint="last"):
     if source == "phantom":
         described = f"axial 64x64 slices of dmbir_edu.data.phantom(seed), seeds from 0 (2 volumes per step), seed={args['seed']}"
     else:
+        a = args["aug"]
         described = (f"the scan's own axial slices of {', '.join(args['train_volumes'])} ({args['train_slices']} slices) at "
-                     f"{args['config']['sample_size']}x{args['config']['sample_size']}, augmented {args['aug']}, "
-                     f"phantom fraction {args['phantom_fraction']}, seed={args['seed']}")
+                     f"{args['config']['sample_size']}x{args['config']['sample_size']}, augmented by random left-right flips"
+                     + (", up-down flips" if a.get("vflip") else "")
+                     + (f", rotations up to {a['max_rotation']:g} degrees" if a.get("max_rotation") else "")
+                     + (f", zooms up to {100 * a['max_scale']:g}%" if a.get("max_scale") else "")
+                     + (f", intensity gains up to {100 * a['gain']:g}%" if a.get("gain") else "")
+                     + f"; phantom fraction {args['phantom_fraction']:g}; seed {args['seed']}")
     card = dict(name=name, unet=args["config"], sigma_min=args["sigma_min"], sigma_max=args["sigma_max"],
                 modality=modality, steps=int(state["step"]), checkpoint=checkpoint, batch_size=args["batch_size"],
                 images_seen=int(state["step"]) * args["batch_size"], data=described, init=args.get("init"),
