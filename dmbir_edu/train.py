@@ -290,7 +290,7 @@ def machine():
     return f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} threads, torch {torch.__version__}"
 
 
-def export(run_dir, name, command, checkpoint="last"):
+def export(run_dir, name, command, checkpoint="last", compared=()):
     """Write the EMA weights of ``run_dir`` as ``weights/<name>.safetensors``, its JSON card, and
     copies of the run's loss log and learning curve (``weights/<name>.log.csv``, ``.curve.csv``;
     the book plots them). The card's "quality" is measured here: ``prior_quality.denoising_table``
@@ -335,6 +335,13 @@ def export(run_dir, name, command, checkpoint="last"):
     if (run_dir / "curve.csv").exists():
         shutil.copyfile(run_dir / "curve.csv", WEIGHTS_DIR / f"{name}.curve.csv")
         card["learning_curve"] = f"{name}.curve.csv"
+    card["compared_runs"] = []                 # runs the choice was made against (same validation slices)
+    for other in map(Path, compared):
+        other_args = json.loads((other / "args.json").read_text())
+        shutil.copyfile(other / "curve.csv", WEIGHTS_DIR / f"{name}.{other.name}.curve.csv")
+        card["compared_runs"].append(dict(run=other.name, aug=other_args["aug"], init=other_args["init"],
+                                          phantom_fraction=other_args["phantom_fraction"],
+                                          learning_curve=f"{name}.{other.name}.curve.csv"))
     (WEIGHTS_DIR / f"{name}.json").write_text(json.dumps(card, indent=1) + "\n")
     card["quality"] = {"denoising_psnr_db": denoising_table(load_prior(name), modality=modality),
                        "measured_by": "dmbir_edu.prior_quality.denoising_table (TV weight tuned on validation "
@@ -375,12 +382,16 @@ def main(argv=None):
     p.add_argument("--checkpoint", choices=("last", "best"), default="last",
                    help="with --export: the last checkpoint, or the EMA weights at the best point of the learning "
                         "curve (best.pt: early stopping on the validation slices)")
+    p.add_argument("--compared", nargs="*", default=[], metavar="RUN",
+                   help="with --export: other runs (folders) this one was chosen against on the validation curve; "
+                        "their curves ship beside the weights and the card lists their settings")
     p.add_argument("--command", default=None,
                    help="with --export: the training command the card records; "
                         "if not given, the export's own command line")
     a = p.parse_args(argv)
     if a.export:
-        card = export(a.run, a.export, a.command or "python -m dmbir_edu.train " + " ".join(sys.argv[1:]), a.checkpoint)
+        card = export(a.run, a.export, a.command or "python -m dmbir_edu.train " + " ".join(sys.argv[1:]), a.checkpoint,
+                      a.compared)
         print(json.dumps(card, indent=1))
         return
     if not 0 <= a.phantom_fraction <= 1:
