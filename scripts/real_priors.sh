@@ -48,3 +48,8 @@ case "${1:-both}" in
     mr) mr ;;
     both) ct & mr & wait ;;
 esac
+# Run after the two streams above (added while they ran): the same 4 slices at the book's 100 steps,
+# and phantom64's DDS on the same 16 slices of lung2 (the contrast for ct64):
+#   python -m dmbir_edu.experiments sparse_view --views 8 --data real --depth 4 --noise none --methods admm_tv diffusionmbir dmbir_reset dds
+#   python -m dmbir_edu.experiments sparse_view --views 8 4 2 --data real --depth 16 --noise none --prior phantom64 --methods dds
+#   python -m dmbir_edu.experiments limited_angle --arc 90 --data real --depth 16 --noise none --prior phantom64 --methods dds
