@@ -319,6 +319,11 @@ def axial_slices(name, size=64):
     return torch.from_numpy(_prepared(name, int(size), True)[0].copy())
 
 
+def non_empty(slices, threshold=0.05):
+    """The slices (N, H, W) whose brightest pixel exceeds ``threshold``: drops the air above a head."""
+    return slices[slices.amax((-2, -1)) > threshold]
+
+
 VOLUME_SUFFIXES = (".npy", ".nii", ".nii.gz", ".nrrd")
 
 

@@ -32,8 +32,7 @@ def held_out_slices(seeds, size=64, per_volume=8):
 
 def real_slices(modality, split, size=64, n=32):
     """n evenly spaced non-empty axial slices of the real volumes of ``data.REAL_SPLITS[modality][split]``."""
-    x = torch.cat([data.axial_slices(name, size) for name in data.real_names(modality, split)])
-    x = x[x.amax((-2, -1)) > 0.05]
+    x = data.non_empty(torch.cat([data.axial_slices(name, size) for name in data.real_names(modality, split)]))
     return x[torch.linspace(0, x.shape[0] - 1, n).long()]
 
 

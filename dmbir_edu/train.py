@@ -117,8 +117,7 @@ def training_slices(source, image_size, modality=None):
             raise ValueError("training on your own volumes needs --modality ct (values in HU) or mr")
         names = [f.name for f in files]
         vols = [data.read_volume_file(f, modality, image_size) for f in files]
-    x = torch.cat(vols)
-    return x[x.amax((-2, -1)) > 0.05], names           # drop empty slices (air above a head)
+    return data.non_empty(torch.cat(vols)), names
 
 
 def validation_slices(modality, image_size, n=32):
