@@ -319,6 +319,25 @@ def axial_slices(name, size=64):
     return torch.from_numpy(_prepared(name, int(size), True)[0].copy())
 
 
+PLANES = ("axial", "coronal", "sagittal")
+
+
+def to_plane(vol, plane="axial"):
+    """The volume (D, H, W) seen as a stack of ``plane`` slices: axial (D, H, W) as is, coronal
+    (H, D, W) (slices at fixed y), sagittal (W, D, H) (slices at fixed x). A view, no copy;
+    ``from_plane`` undoes it. What a prior trained on that plane (``train --plane``) sees."""
+    if plane not in PLANES:
+        raise ValueError(f"plane must be one of {PLANES}, got {plane!r}")
+    return {"axial": vol, "coronal": vol.transpose(-3, -2), "sagittal": vol.movedim(-1, -3)}[plane]
+
+
+def from_plane(slices, plane="axial"):
+    """Inverse of ``to_plane``: a stack of ``plane`` slices back to the (D, H, W) volume."""
+    if plane not in PLANES:
+        raise ValueError(f"plane must be one of {PLANES}, got {plane!r}")
+    return {"axial": slices, "coronal": slices.transpose(-3, -2), "sagittal": slices.movedim(-3, -1)}[plane]
+
+
 def non_empty(slices, threshold=0.05):
     """The slices (N, H, W) whose brightest pixel exceeds ``threshold``: drops the air above a head."""
     return slices[slices.amax((-2, -1)) > threshold]

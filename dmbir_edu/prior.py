@@ -70,6 +70,7 @@ class Prior(nn.Module):
         self.config, self.name = dict(config), name
         self.sigma_min, self.sigma_max = float(sigma_min), float(sigma_max)
         self.image_size = int(config["sample_size"])
+        self.channels = int(config.get("in_channels", 1))   # > 1: a slab prior (adjacent slices as channels)
         self.net = unet(self.config)
         self.chunk = 64          # slices per network call
         self.autocast = False    # bf16 autocast: fast only on CPUs with native bf16 (avx512_bf16/amx)
@@ -108,18 +109,24 @@ class Prior(nn.Module):
         return 0.5 + c_skip * (x - 0.5) + c_out * F.float()
 
     def denoise(self, x, sigma):
-        """Tweedie / MMSE estimate D(x; sigma) of the clean slices, x shaped (B, H, W).
+        """Tweedie / MMSE estimate D(x; sigma) of the clean slices, x shaped (B, H, W) (a slab prior
+        with k channels: (B, k, H, W), runs of k adjacent slices).
 
         Gradients flow to ``x`` only if it requires them (DPS); ``load_prior`` freezes the weights.
         """
         if x.shape[-2:] != (self.image_size, self.image_size):
             raise ValueError(f"prior {self.name!r} works on {self.image_size}x{self.image_size} slices, "
                              f"got slices of shape {tuple(x.shape[-2:])}")
+        wanted = 3 if self.channels == 1 else 4
+        if x.dim() != wanted or (self.channels > 1 and x.shape[1] != self.channels):
+            raise ValueError(f"prior {self.name!r} takes " + ("(B, H, W) slices" if self.channels == 1 else
+                             f"(B, {self.channels}, H, W) slabs of adjacent slices") + f", got shape {tuple(x.shape)}")
         p = next(self.parameters())
         sigma = torch.as_tensor(sigma, dtype=torch.float32, device=p.device).expand(x.shape[0])
-        out = [self(xc[:, None].to(p.device, torch.float32), sc)[:, 0]
+        one = self.channels == 1
+        out = [self((xc[:, None] if one else xc).to(p.device, torch.float32), sc)
                for xc, sc in zip(x.split(self.chunk), sigma.split(self.chunk))]
-        return torch.cat(out).to(x.device, x.dtype)
+        return torch.cat(out)[:, 0].to(x.device, x.dtype) if one else torch.cat(out).to(x.device, x.dtype)
 
     def score(self, x, sigma):
         """Score s(x; sigma) = (D(x; sigma) - x) / sigma^2 (Tweedie's formula)."""
@@ -172,12 +179,14 @@ class GaussianPrior:
     """Known-answer stand-in for the network: data x_0 ~ N(mean, std^2 I), independent pixels.
 
     Its denoiser is exact: D(x; sigma) = mean + std^2 / (std^2 + sigma^2) (x - mean), so the
-    samplers can be checked against analytic means and variances.
-    Same interface as ``Prior`` (``denoise``, ``score``, ``sigma_min``, ``sigma_max``, ``image_size``).
+    samplers can be checked against analytic means and variances. ``mean`` may be an image (H, W)
+    (a prior whose mean differs per pixel of its plane); ``channels`` k > 1 makes it a slab prior
+    of k independent slices. Same interface as ``Prior`` (``denoise``, ``score``, ``sigma_min``,
+    ``sigma_max``, ``image_size``, ``channels``).
     """
 
-    def __init__(self, image_size, mean=0.5, std=0.2, sigma_min=0.01, sigma_max=40.0):
-        self.image_size, self.mean, self.std = image_size, mean, std
+    def __init__(self, image_size, mean=0.5, std=0.2, sigma_min=0.01, sigma_max=40.0, channels=1):
+        self.image_size, self.mean, self.std, self.channels = image_size, mean, std, channels
         self.sigma_min, self.sigma_max, self.name = sigma_min, sigma_max, "gaussian"
 
     def denoise(self, x, sigma):

@@ -23,11 +23,14 @@ SIGMAS = (0.02, 0.05, 0.1, 0.2, 0.4)
 TV_WEIGHTS = (0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64)
 
 
-def held_out_slices(seeds, size=64, per_volume=8):
-    """``per_volume`` evenly spaced axial slices of each phantom, (n, H, W)."""
-    vols = [data.phantom(s, size) for s in seeds]
+def held_out_slices(seeds, size=64, per_volume=8, plane="axial", slab=1):
+    """``per_volume`` evenly spaced ``plane`` slices of each phantom, (n, H, W); with ``slab`` > 1,
+    the runs of ``slab`` adjacent slices centred on them, (n, slab, H, W)."""
+    vols = [data.to_plane(data.phantom(s, size), plane) for s in seeds]
     idx = torch.linspace(4, size - 5, per_volume).long()
-    return torch.cat([v[idx] for v in vols])
+    if slab == 1:
+        return torch.cat([v[idx] for v in vols])
+    return torch.stack([v[i - slab // 2:i - slab // 2 + slab] for v in vols for i in idx.tolist()])
 
 
 def real_slices(modality, split, size=64, n=32):
@@ -37,21 +40,23 @@ def real_slices(modality, split, size=64, n=32):
 
 
 def tv_denoise(x, weight):
+    """2D TV denoising (Chambolle) of every slice of x (..., H, W)."""
+    flat = x.reshape(-1, *x.shape[-2:])
     return torch.stack([torch.from_numpy(denoise_tv_chambolle(s.numpy().astype(np.float64), weight=weight)).float()
-                        for s in x])
+                        for s in flat]).reshape(x.shape)
 
 
-def denoising_table(prior, sigmas=SIGMAS, seed=0, per_volume=8, modality="phantom"):
+def denoising_table(prior, sigmas=SIGMAS, seed=0, per_volume=8, modality="phantom", plane="axial", slab=1):
     """{sigma: {"noisy", "tv", "tv_weight", "prior"}} mean PSNR (dB) over held-out slices.
 
     ``modality`` "phantom": slices of the ``data.TEST_SEEDS`` phantoms, TV tuned on the
-    ``VALIDATION_SEEDS`` ones. "ct" / "mr": {"validation": table, "test": table} on 32 slices of the
+    ``VALIDATION_SEEDS`` ones (``plane`` and ``slab`` as the prior was trained: ``held_out_slices``). "ct" / "mr": {"validation": table, "test": table} on 32 slices of the
     real validation and test volumes, TV tuned on the validation slices for both."""
     if modality != "phantom":
         val, test = (real_slices(modality, split, prior.image_size) for split in ("validation", "test"))
         return {"validation": _table(prior, val, val, sigmas, seed), "test": _table(prior, val, test, sigmas, seed)}
-    val = held_out_slices(data.VALIDATION_SEEDS, prior.image_size, per_volume)
-    test = held_out_slices(data.TEST_SEEDS, prior.image_size, per_volume)
+    val = held_out_slices(data.VALIDATION_SEEDS, prior.image_size, per_volume, plane, slab)
+    test = held_out_slices(data.TEST_SEEDS, prior.image_size, per_volume, plane, slab)
     return _table(prior, val, test, sigmas, seed)
 
 

@@ -21,52 +21,59 @@ import math
 import torch
 from tqdm.auto import tqdm
 
+from .data import from_plane, to_plane
 from .mbir import ADMMState, admm_tv_step, check_lam_rho, tv_operators
 from .operators import check_finite, check_last_dims, generator_device, scaled_defaults
 from .prior import ve_sigmas
 
 
-def reverse_diffusion_predictor(x, sigma, sigma_next, prior, generator=None):
+def reverse_diffusion_predictor(x, sigma, sigma_next, prior, generator=None, xi=None):
     """VE reverse-diffusion predictor (Song et al. 2021, eq. 47): one NFE.
 
     x_mean = x + (sigma^2 - sigma_next^2) s(x; sigma);  x = x_mean + sqrt(sigma^2 - sigma_next^2) xi.
-    At the last step (sigma_next = 0) no noise is added.
+    At the last step (sigma_next = 0) no noise is added. ``xi``: the noise, if drawn by the caller
+    (ISCS); otherwise fresh from ``generator``.
     """
     step = sigma**2 - sigma_next**2
     x_mean = x + step * prior.score(x, sigma)
     if sigma_next == 0:
         return x_mean
-    return x_mean + math.sqrt(step) * randn_like(x, generator)
+    return x_mean + math.sqrt(step) * (randn_like(x, generator) if xi is None else xi)
 
 
-def langevin_corrector(x, sigma, prior, snr=0.16, generator=None):
+def langevin_corrector(x, sigma, prior, snr=0.16, generator=None, xi=None):
     """One annealed Langevin step (Song et al. 2021, Algorithm 5): one NFE.
 
     eps = 2 (snr ||xi|| / ||s||)^2 with per-slice norms averaged over the chunk, then
-    x = x + eps s(x; sigma) + sqrt(2 eps) xi.
+    x = x + eps s(x; sigma) + sqrt(2 eps) xi (``xi`` as in ``reverse_diffusion_predictor``).
     """
     s = prior.score(x, sigma)
-    xi = randn_like(x, generator)
+    xi = randn_like(x, generator) if xi is None else xi
     s_norm = s.flatten(1).norm(dim=1).mean()
     xi_norm = xi.flatten(1).norm(dim=1).mean()
     eps = 2 * (snr * xi_norm / s_norm) ** 2
     return x + eps * s + (2 * eps).sqrt() * xi
 
 
-def pc_step(x, sigma, sigma_next, prior, snr=0.16, chunk=12, generator=None, corrector_sigma="next"):
+def pc_step(x, sigma, sigma_next, prior, snr=0.16, chunk=12, generator=None, corrector_sigma="next", iscs=None):
     """One predictor-corrector step on every slice, ``chunk`` slices at a time (2 NFE per slice):
     reverse-diffusion predictor sigma -> sigma_next, then a Langevin corrector at sigma_next
     (``corrector_sigma="next"``: the level the sample is now at, Song et al. 2021; no corrector
     after the last step, which lands on sigma = 0) or at the predictor's own sigma (``"current"``:
-    what the released DiffusionMBIR code does, on every step including the last)."""
+    what the released DiffusionMBIR code does, on every step including the last).
+    ``iscs``: anchor spacing P of ISCS noise (``iscs_noise``, drawn for the whole volume, so the
+    correlation runs across chunks); None: independent noise per slice."""
     if corrector_sigma not in ("next", "current"):
         raise ValueError(f"corrector_sigma must be 'next' or 'current', got {corrector_sigma!r}")
     sigma_c = sigma_next if corrector_sigma == "next" else sigma
+    n = -(-x.shape[0] // chunk)
+    xi_p, xi_c = ((iscs_noise(x, iscs, generator).split(chunk), iscs_noise(x, iscs, generator).split(chunk))
+                  if iscs else ([None] * n, [None] * n))
     parts = []
-    for xc in x.split(chunk):
-        xc = reverse_diffusion_predictor(xc, sigma, sigma_next, prior, generator)
+    for xc, xp, xq in zip(x.split(chunk), xi_p, xi_c):
+        xc = reverse_diffusion_predictor(xc, sigma, sigma_next, prior, generator, xp)
         if sigma_c > 0:                     # "next": none after the last step; "current": every step, as released
-            xc = langevin_corrector(xc, sigma_c, prior, snr, generator)
+            xc = langevin_corrector(xc, sigma_c, prior, snr, generator, xq)
         parts.append(xc)
     return torch.cat(parts)
 
@@ -90,6 +97,57 @@ def randn_like(x, generator=None):
     gives the same numbers whatever device the volume is on (same seed, same result on CPU and
     GPU, up to the device's arithmetic)."""
     return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=generator_device(x, generator)).to(x.device)
+
+
+def iscs_noise(x, period, generator=None):
+    """ISCS, inter-slice consistent stochasticity (Du et al. 2026): standard normal noise shaped like
+    the volume x (D, H, W), correlated along z so that neighbouring slices' sampling paths agree.
+
+    Independent anchor noises xi_j sit every ``period`` = P slices (at a random offset); a slice a
+    fraction t of the way from anchor j to anchor j + 1 gets their spherical interpolation
+
+        xi = cos(t pi / 2) xi_j + sin(t pi / 2) xi_{j+1},
+
+    the slerp with the angle Omega = pi / 2 that two independent Gaussian noises make in high
+    dimension. The weights' squares sum to 1, so every voxel is exactly N(0, 1); neighbouring
+    slices have correlation cos(pi / (2P)) everywhere (0.92 for P = 4); slices P apart in one
+    segment are independent. P = 1: independent slices, as ``randn_like``.
+    """
+    if not (isinstance(period, int) and period >= 1):
+        raise ValueError(f"iscs period must be a whole number of slices >= 1, got {period!r}")
+    D, P = x.shape[0], period
+    offset = int(torch.randint(P, (1,), generator=generator, device=generator_device(x, generator)))
+    anchors = randn_like(x.new_empty(-(-(D + offset) // P) + 1, *x.shape[1:]), generator)
+    u = (torch.arange(D, device=x.device) + offset) / P        # slice d lies at u between anchors floor(u), +1
+    j, t = u.floor().long(), (u - u.floor()).to(x.dtype).reshape(-1, *[1] * (x.dim() - 1))
+    return torch.cos(t * math.pi / 2) * anchors[j] + torch.sin(t * math.pi / 2) * anchors[j + 1]
+
+
+def tweedie(x, sigma, prior, plane="axial"):
+    """D(x; sigma) for a volume x (D, H, W) from a 2D prior on its ``plane`` slices (``data.to_plane``:
+    axial, or coronal / sagittal for a perpendicular prior).
+
+    A slab prior (``prior.channels`` = k > 1, k adjacent slices as channels, DiffusionBlend-style)
+    denoises every run of k neighbouring slices, and each slice takes the mean of the k estimates
+    that contain it (fewer at the ends): the blended score (D - x) / sigma^2 is the mean of the runs'.
+    """
+    s = to_plane(x, plane)
+    k = getattr(prior, "channels", 1)
+    if k == 1:
+        return from_plane(prior.denoise(s, sigma), plane)
+    runs = s.unfold(0, k, 1).movedim(-1, 1).contiguous()         # (D - k + 1, k, H, W)
+    est = prior.denoise(runs, sigma)
+    total, count = torch.zeros_like(s), s.new_zeros(s.shape[0], *[1] * (s.dim() - 1))
+    for j in range(k):
+        total[j:j + est.shape[0]] += est[:, j]
+        count[j:j + est.shape[0]] += 1
+    return from_plane(total / count, plane)
+
+
+def noise(x, iscs=None, generator=None):
+    """The sampler's fresh noise for the volume x: independent per voxel (``iscs`` None) or ISCS
+    noise with anchor spacing ``iscs`` (``iscs_noise``)."""
+    return randn_like(x, generator) if iscs is None else iscs_noise(x, iscs, generator)
 
 
 def kaczmarz_correction(x, y, A):
@@ -120,7 +178,7 @@ DDS_LAM_REL, DDS_RHO_REL = 4e-4, 0.025
 
 def diffusion_mbir(y, A, prior, n_steps=100, snr=0.16, lam=None, rho=None, axes="z", n_admm=1, n_cg=1,
                    reset_admm=False, final_correction=None, chunk=12, boundary="neumann", corrector_sigma="next",
-                   generator=None, progress=True, callback=None):
+                   iscs=None, generator=None, progress=True, callback=None):
     """DiffusionMBIR (Chung et al., CVPR 2023): PC sampling with the 2D prior + ADMM-TV-z.
 
     Parameters
@@ -147,6 +205,8 @@ def diffusion_mbir(y, A, prior, n_steps=100, snr=0.16, lam=None, rho=None, axes=
         bounded by the chunk, not by D.
     corrector_sigma : "next" (default) runs the corrector at sigma_{i+1}, the level the predictor
         moved to; "current" at sigma_i, as the released code does (``pc_step``).
+    iscs : None (independent noise per slice, as released) or the anchor spacing P of ISCS noise
+        (``iscs_noise``) for x_T and every predictor and corrector step (chapter "Beyond TV along z").
     generator : torch.Generator for all the noise (any device; ``randn_like``).
     callback : called as ``callback(i, x, state)`` after every step.
 
@@ -160,14 +220,14 @@ def diffusion_mbir(y, A, prior, n_steps=100, snr=0.16, lam=None, rho=None, axes=
     _check(y, A, prior, lam, rho, n_steps)
     ATy = A.adjoint(y)
     sigmas = ve_sigmas(n_steps, prior.sigma_min, prior.sigma_max).tolist() + [0.0]
-    x = prior.sigma_max * randn_like(ATy, generator)                  # x_T ~ N(0, sigma_max^2 I)
+    x = prior.sigma_max * noise(ATy, iscs, generator)                # x_T ~ N(0, sigma_max^2 I)
     D = tv_operators(axes, boundary) if axes else ()
     cg_dims = None if D else (-2, -1)             # no TV: CG per slice, slices fully independent
     state = ADMMState.zeros(x, len(D))
     for i in tqdm(range(n_steps), disable=not progress, desc="DiffusionMBIR" if D else "slice-wise"):
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
         # 2D prior, slice chunk by slice chunk: predictor then corrector (2 NFE per slice)
-        x = pc_step(x, sigma, sigma_next, prior, snr, chunk, generator, corrector_sigma)
+        x = pc_step(x, sigma, sigma_next, prior, snr, chunk, generator, corrector_sigma, iscs)
         # whole volume: n_admm ADMM-TV iterations with (z, u) carried across diffusion steps
         if reset_admm:
             state = ADMMState.zeros(x, len(D))
@@ -230,7 +290,8 @@ def dps(y, A, prior, n_steps=200, zeta=1.0, generator=None, progress=True, callb
 
 
 def dds(y, A, prior, n_steps=50, eta=0.85, lam=None, rho=None, axes="z", n_admm=1, n_cg=5,
-        final_correction=False, boundary="neumann", generator=None, progress=True, callback=None):
+        final_correction=False, boundary="neumann", iscs=None, prior_perp=None, plane="coronal", perp_every=2,
+        generator=None, progress=True, callback=None):
     """DDS, decomposed diffusion sampling (Chung, Lee, Ye, ICLR 2024), VE form, one NFE per step.
 
     For sigma_i on a geometric grid of ``n_steps`` levels:
@@ -248,25 +309,34 @@ def dds(y, A, prior, n_steps=50, eta=0.85, lam=None, rho=None, axes="z", n_admm=
     With eta = 1 the re-noise is fresh noise of variance sigma_{i+1}^2 on top of x0_hat: not the
     DDPM posterior's smaller variance, so the output is not an exact posterior sample.
 
+    What came after (chapter "Beyond TV along z", book/10_beyond.ipynb):
+    ``iscs`` P: the noise xi (and x_T) is ISCS noise, correlated along z (``iscs_noise``).
+    ``prior_perp``: a second 2D prior on ``plane`` slices (TPDM-style); step i uses it instead of
+    ``prior`` when i % perp_every == perp_every - 1 (2: alternate). A slab ``prior`` (k channels)
+    blends overlapping runs of slices (``tweedie``).
+
     Explained in: chapter "Making it fast" (book/09_speed.ipynb).
     """
     lam, rho = scaled_defaults(A, lam, rho, DDS_LAM_REL, DDS_RHO_REL) if axes else (0.0, 1.0)
     _check(y, A, prior, lam, rho, n_steps)
     if not 0 <= eta <= 1:
         raise ValueError(f"eta must be in [0, 1], got {eta}")
+    if prior_perp is not None and not (isinstance(perp_every, int) and perp_every >= 1):
+        raise ValueError(f"perp_every must be a whole number of steps >= 1, got {perp_every!r}")
     ATy = A.adjoint(y)
     sigmas = ve_sigmas(n_steps, prior.sigma_min, prior.sigma_max).tolist() + [0.0]
-    x = prior.sigma_max * randn_like(ATy, generator)
+    x = prior.sigma_max * noise(ATy, iscs, generator)
     D = tv_operators(axes, boundary) if axes else ()
     cg_dims = None if D else (-2, -1)
     state = ADMMState.zeros(x, len(D))
     for i in tqdm(range(n_steps), disable=not progress, desc="DDS"):
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
-        x0_hat = prior.denoise(x, sigma)                               # Tweedie, 1 NFE per slice
+        perp = prior_perp is not None and i % perp_every == perp_every - 1
+        x0_hat = tweedie(x, sigma, prior_perp, plane) if perp else tweedie(x, sigma, prior)   # 1 NFE per slice
         eps_hat = (x - x0_hat) / sigma
         for _ in range(n_admm):                                        # ADMM-TV-z on the clean estimate
             x0_hat, state = admm_tv_step(x0_hat, state, y, A, D, lam, rho, n_cg, ATy, cg_dims)
-        x = x0_hat + sigma_next * (eta * randn_like(x, generator) + math.sqrt(1 - eta**2) * eps_hat)
+        x = x0_hat + sigma_next * (eta * noise(x, iscs, generator) + math.sqrt(1 - eta**2) * eps_hat)
         if callback is not None:
             callback(i, x0_hat, state)
     if final_correction:

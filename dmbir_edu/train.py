@@ -49,13 +49,15 @@ from .metrics import psnr
 from .prior import DEFAULT_UNET, SIGMA_DATA, WEIGHTS_DIR, Prior, load_prior, sha256
 
 
-def phantom_slices(k, g, n, image_size, slices_per_volume=16):
-    """n random axial slices of fresh phantoms for step k: (n, H, W)."""
+def phantom_slices(k, g, n, image_size, slices_per_volume=16, plane="axial", slab=1):
+    """n random ``plane`` slices of fresh phantoms for step k: (n, H, W); with ``slab`` > 1, n runs
+    of ``slab`` adjacent slices, (n, slab, H, W) (the channels of a slab prior)."""
     n_vol = -(-n // slices_per_volume)
     slices = []
     for j in range(n_vol):
-        vol = data.phantom((n_vol * k + j) % len(data.TRAIN_SEEDS), image_size)
-        slices.append(vol[torch.randint(0, vol.shape[0], (slices_per_volume,), generator=g)])
+        vol = data.to_plane(data.phantom((n_vol * k + j) % len(data.TRAIN_SEEDS), image_size), plane)
+        first = torch.randint(0, vol.shape[0] - slab + 1, (slices_per_volume,), generator=g)
+        slices.append(vol[first] if slab == 1 else torch.stack([vol[f:f + slab] for f in first.tolist()]))
     return torch.cat(slices)[:n]
 
 
@@ -76,19 +78,20 @@ def augment(x0, g, max_rotation=10.0, max_scale=0.1, gain=0.1, vflip=False):
     return (a.reshape(B, 1, 1) * x[:, 0]).clamp(0, 1)
 
 
-def training_batch(k, seed, batch_size, image_size, slices=None, phantom_fraction=0.0, aug=None):
-    """Batch k: (batch_size, 1, H, W) clean slices, and the generator that drew them.
+def training_batch(k, seed, batch_size, image_size, slices=None, phantom_fraction=0.0, aug=None, plane="axial",
+                   slab=1):
+    """Batch k: (batch_size, slab, H, W) clean slices, and the generator that drew them.
 
-    ``slices`` None: phantom slices with random flips (the phantom family's own variety needs no
-    more). Otherwise ``slices`` (N, H, W) are the real training slices: a random pick, augmented
+    ``slices`` None: phantom slices of ``plane`` (runs of ``slab`` adjacent ones as channels) with
+    random flips (the phantom family's own variety needs no more). Otherwise ``slices`` (N, H, W) are the real training slices: a random pick, augmented
     with ``augment(**aug)``, the first ``round(phantom_fraction * batch_size)`` replaced by phantoms."""
     g = torch.Generator().manual_seed(seed * 1_000_003 + k)
     if slices is None:
-        x0 = phantom_slices(k, g, batch_size, image_size)
+        x0 = phantom_slices(k, g, batch_size, image_size, plane=plane, slab=slab)
         flip = torch.rand(2, generator=g)
         x0 = x0.flip(-1) if flip[0] < 0.5 else x0
         x0 = x0.flip(-2) if flip[1] < 0.5 else x0
-        return x0[:, None], g
+        return (x0[:, None] if slab == 1 else x0), g
     x0 = augment(slices[torch.randint(0, slices.shape[0], (batch_size,), generator=g)], g, **(aug or {}))
     n_ph = round(phantom_fraction * batch_size)
     if n_ph:
@@ -120,13 +123,15 @@ def training_slices(source, image_size, modality=None):
     return data.non_empty(torch.cat(vols)), names
 
 
-def validation_slices(modality, image_size, n=32):
+def validation_slices(modality, image_size, n=32, plane="axial", slab=1):
     """n fixed slices of the validation volumes (``data.REAL_SPLITS[modality]["validation"]``, or the
-    phantoms of ``data.VALIDATION_SEEDS`` for "phantom"): what the learning curve is measured on."""
+    phantoms of ``data.VALIDATION_SEEDS`` for "phantom", in their ``plane``, as runs of ``slab``):
+    what the learning curve is measured on."""
     from .prior_quality import held_out_slices, real_slices
 
     if modality == "phantom":
-        return held_out_slices(data.VALIDATION_SEEDS, image_size, -(-n // len(data.VALIDATION_SEEDS)))[:n]
+        per_volume = -(-n // len(data.VALIDATION_SEEDS))
+        return held_out_slices(data.VALIDATION_SEEDS, image_size, per_volume, plane, slab)[:n]
     return real_slices(modality, "validation", image_size, n)
 
 
@@ -168,13 +173,27 @@ def dsm_loss(prior, x0, g):
 
 def train(run_dir, steps, source="phantom", modality=None, init=None, config=DEFAULT_UNET, batch_size=32,
           lr=5e-4, warmup=200, ema_decay=0.999, sigma_min=0.01, sigma_max=40.0, phantom_fraction=0.0,
-          aug=None, seed=0, checkpoint_every=100, eval_every=100, progress=True, device="cpu"):
+          aug=None, seed=0, checkpoint_every=100, eval_every=100, progress=True, device="cpu", plane="axial", slab=1):
     """Train (or resume) a prior on ``device``; checkpoints, a CSV loss log and the learning curve
     (``curve.csv``) go to ``run_dir``. ``source``: see ``training_slices``; ``init``: the name of a
     shipped prior to start from (fine-tuning) instead of random weights.
 
+    ``plane`` "coronal" / "sagittal": a prior of perpendicular slices (TPDM-style, chapter "Beyond TV
+    along z"); ``slab`` k > 1: a prior of k adjacent axial slices as channels (DiffusionBlend-style),
+    started from a single-slice ``init`` by ``widen``. Both on phantoms only: the phantoms are cubes,
+    while a real volume's depth differs from its in-plane size (its coronal slices are not square).
+
     Returns the EMA ``Prior`` (the weights used at inference).
     """
+    if plane not in data.PLANES:
+        raise ValueError(f"plane must be one of {data.PLANES}, got {plane!r}")
+    if not (isinstance(slab, int) and 1 <= slab <= 9 and slab % 2):
+        raise ValueError(f"slab must be an odd number of slices from 1 to 9, got {slab!r}")
+    if (plane != "axial" or slab > 1) and source != "phantom":
+        raise ValueError("--plane and --slab train on phantoms only (--data phantom): a real volume's depth differs "
+                         "from its in-plane size, so its coronal slices are not square")
+    if slab > 1:
+        config = dict(config, in_channels=slab, out_channels=slab)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     aug = dict(aug or {}) if source != "phantom" else None
@@ -186,6 +205,8 @@ def train(run_dir, steps, source="phantom", modality=None, init=None, config=DEF
                 train_slices=None if slices is None else int(slices.shape[0]),
                 validation_volumes=list(data.real_names(val_modality, "validation")) if val_modality != "phantom"
                 else [f"phantoms of data.VALIDATION_SEEDS {list(data.VALIDATION_SEEDS)}"])
+    if plane != "axial" or slab > 1:            # runs started before these options have neither key
+        args.update(plane=plane, slab=slab)
     if (run_dir / "args.json").exists():
         old = json.loads((run_dir / "args.json").read_text())
         changed = [k for k in old if k != "steps" and json.dumps(old[k]) != json.dumps(args.get(k))]
@@ -196,7 +217,7 @@ def train(run_dir, steps, source="phantom", modality=None, init=None, config=DEF
     torch.manual_seed(seed)
     prior = Prior(config, sigma_min, sigma_max).to(device)
     if init is not None:
-        prior.net.load_state_dict(load_prior(init).net.state_dict())
+        prior.net.load_state_dict(widen(load_prior(init).net.state_dict(), slab))
     ema = copy.deepcopy(prior).requires_grad_(False)
     opt = torch.optim.Adam(prior.parameters(), lr=lr)
     ckpt, start = run_dir / "checkpoint.pt", 0
@@ -208,7 +229,7 @@ def train(run_dir, steps, source="phantom", modality=None, init=None, config=DEF
         start = int(state["step"])
     with (run_dir / "machine.txt").open("a") as f:            # each session's machine, for the card
         f.write(f"{machine()}, device {device}\n")
-    val = validation_slices(val_modality, prior.image_size) if eval_every else None
+    val = validation_slices(val_modality, prior.image_size, plane=plane, slab=slab) if eval_every else None
     log, curve = _appending(run_dir / "log.csv", "step,loss,images_per_s,elapsed_s", start), None
     if val is not None:
         curve = _appending(run_dir / "curve.csv", "step,images_seen," + ",".join(f"psnr_sigma_{s}" for s in CURVE_SIGMAS), start)
@@ -218,7 +239,7 @@ def train(run_dir, steps, source="phantom", modality=None, init=None, config=DEF
     bar = tqdm(range(start, steps), initial=start, total=steps, disable=not progress, desc="train")
     t0, loss_avg = time.time(), None
     for k in bar:
-        x0, g = training_batch(k, seed, batch_size, prior.image_size, slices, phantom_fraction, aug)
+        x0, g = training_batch(k, seed, batch_size, prior.image_size, slices, phantom_fraction, aug, plane, slab)
         for group in opt.param_groups:
             group["lr"] = lr * min(1.0, (k + 1) / warmup)
         loss = dsm_loss(prior, x0, g)
@@ -251,6 +272,19 @@ def train(run_dir, steps, source="phantom", modality=None, init=None, config=DEF
     if curve is not None:
         curve.close()
     return ema.eval()
+
+
+def widen(state, slab):
+    """A single-slice network's weights as a ``slab``-channel one's starting point: the input
+    convolution sees the mean of the slab's slices, and every output channel starts as the single
+    slice's output (for a slab of near-identical slices: the single-slice denoiser on each)."""
+    if slab == 1:
+        return state
+    state = dict(state)
+    state["conv_in.weight"] = state["conv_in.weight"].repeat(1, slab, 1, 1) / slab
+    state["conv_out.weight"] = state["conv_out.weight"].repeat(slab, 1, 1, 1)
+    state["conv_out.bias"] = state["conv_out.bias"].repeat(slab)
+    return state
 
 
 def _best_so_far(curve_csv, step):
@@ -309,8 +343,10 @@ def export(run_dir, name, command, checkpoint="last", compared=()):
     save_file(net, path)
     source = args.get("source", "phantom")
     modality = source if source in ("ct", "mr") else args.get("modality") or "phantom"
+    plane, slab = args.get("plane", "axial"), args.get("slab", 1)
     if source == "phantom":
-        described = f"axial 64x64 slices of dmbir_edu.data.phantom(seed), seeds from 0 (2 volumes per step), seed={args['seed']}"
+        what = f"{plane} 64x64 slices" if slab == 1 else f"runs of {slab} adjacent {plane} 64x64 slices (as channels)"
+        described = f"{what} of dmbir_edu.data.phantom(seed), seeds from 0 (2 volumes per step), seed={args['seed']}"
     else:
         a = args["aug"]
         described = (f"the scan's own axial slices of {', '.join(args['train_volumes'])} ({args['train_slices']} slices) at "
@@ -321,7 +357,7 @@ def export(run_dir, name, command, checkpoint="last", compared=()):
                      + (f", intensity gains up to {100 * a['gain']:g}%" if a.get("gain") else "")
                      + f"; phantom fraction {args['phantom_fraction']:g}; seed {args['seed']}")
     card = dict(name=name, unet=args["config"], sigma_min=args["sigma_min"], sigma_max=args["sigma_max"],
-                modality=modality, steps=int(state["step"]), checkpoint=checkpoint, batch_size=args["batch_size"],
+                modality=modality, plane=plane, slab=slab, steps=int(state["step"]), checkpoint=checkpoint, batch_size=args["batch_size"],
                 images_seen=int(state["step"]) * args["batch_size"], data=described, init=args.get("init"),
                 train_volumes=args.get("train_volumes"), validation_volumes=args.get("validation_volumes"),
                 test_volumes=list(data.REAL_SPLITS[modality]["test"]) if modality in data.REAL_SPLITS
@@ -342,7 +378,7 @@ def export(run_dir, name, command, checkpoint="last", compared=()):
                                           phantom_fraction=other_args["phantom_fraction"],
                                           learning_curve=f"{name}.{other.name}.curve.csv"))
     (WEIGHTS_DIR / f"{name}.json").write_text(json.dumps(card, indent=1) + "\n")
-    card["quality"] = {"denoising_psnr_db": denoising_table(load_prior(name), modality=modality),
+    card["quality"] = {"denoising_psnr_db": denoising_table(load_prior(name), modality=modality, plane=plane, slab=slab),
                        "measured_by": "dmbir_edu.prior_quality.denoising_table (TV weight tuned on validation "
                                       "slices; validation and test slices of whole held-out volumes)"}
     (WEIGHTS_DIR / f"{name}.json").write_text(json.dumps(card, indent=1) + "\n")
@@ -373,6 +409,11 @@ def main(argv=None):
     p.add_argument("--gain", type=float, default=0.1, help="real data: largest intensity gain (0.1: x0.9 to x1.1)")
     p.add_argument("--eval-every", type=int, default=100,
                    help="steps between points of the learning curve (0: none); a multiple of 100 (the checkpoint interval)")
+    p.add_argument("--plane", choices=data.PLANES, default="axial",
+                   help="the slices the prior learns: axial, or coronal / sagittal for a perpendicular prior "
+                        "(phantoms only)")
+    p.add_argument("--slab", type=int, default=1,
+                   help="adjacent axial slices per sample, as channels (odd; >1: a slab prior, phantoms only)")
     p.add_argument("--seed", type=int, default=0, help="seed of the initial weights, the batches and the noise")
     p.add_argument("--device", default="cpu", help="torch device to train on, e.g. cuda (same batches on every device)")
     p.add_argument("--export", metavar="NAME",
@@ -399,7 +440,7 @@ def main(argv=None):
         p.error("--eval-every must be a multiple of 100 (the checkpoint interval)")
     train(a.run, a.steps, source=a.data, modality=a.modality, init=a.init, batch_size=a.batch_size, lr=a.lr,
           phantom_fraction=a.phantom_fraction, aug=dict(max_rotation=a.max_rotation, max_scale=a.max_scale, gain=a.gain),
-          eval_every=a.eval_every, seed=a.seed, device=a.device)
+          eval_every=a.eval_every, seed=a.seed, device=a.device, plane=a.plane, slab=a.slab)
 
 
 if __name__ == "__main__":

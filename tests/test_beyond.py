@@ -1,0 +1,119 @@
+"""What came after TV along z (chapter "Beyond TV along z"): ISCS noise has unit variance per voxel
+and the stated correlation between neighbouring slices; the perpendicular-prior sampler and the
+slab blending agree with known answers on exact Gaussian priors."""
+import math
+
+import pytest
+import torch
+
+import dmbir_edu as dm
+from dmbir_edu.prior import GaussianPrior, ve_sigmas
+from dmbir_edu.sampling import dds, iscs_noise, tweedie
+
+
+@pytest.mark.parametrize("period", [1, 2, 4, 8])
+def test_iscs_noise_unit_variance_and_neighbour_correlation(period):
+    """200 draws of a (13, 10, 10) volume (an odd depth, so segments are cut at the ends), i.e.
+    n = 20000 values per slice position d (pixels are independent and alike, the offset is drawn per
+    draw): at every d the variance is 1 within 5 standard errors (se = sqrt(2 / n)), and every pair of
+    neighbouring slices has correlation cos(pi / (2P)) within 5 se (the mean of n products of unit
+    normals with correlation r: se = sqrt((1 + r^2) / n)). The slerp with Omega = pi / 2 keeps the
+    squared weights summing to 1, so both hold exactly in distribution; a linear interpolation
+    (weights 1 - t, t) would fail the variance at t = 1/2 (0.5 instead of 1)."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.empty(13, 10, 10, dtype=torch.float64)
+    draws = torch.stack([iscs_noise(x, period, g) for _ in range(200)]).transpose(0, 1).reshape(13, -1)   # (D, n)
+    n = draws.shape[1]
+    var = draws.var(1)
+    print(f"P={period}: variance per slice in [{float(var.min()):.4f}, {float(var.max()):.4f}]")
+    assert float((var - 1).abs().max()) < 5 * math.sqrt(2 / n)
+    r = (draws[1:] * draws[:-1]).mean(1)                                     # E[xi_d xi_{d+1}], unit variance
+    want = math.cos(math.pi / (2 * period))
+    print(f"P={period}: neighbour correlation in [{float(r.min()):.4f}, {float(r.max()):.4f}], stated {want:.4f}")
+    assert float((r - want).abs().max()) < 5 * math.sqrt((1 + want**2) / n)
+    assert float(draws.mean(1).abs().max()) < 5 / math.sqrt(n)
+
+
+def test_iscs_is_refused_with_a_bad_period():
+    with pytest.raises(ValueError, match="iscs"):
+        iscs_noise(torch.zeros(4, 2, 2), 0)
+
+
+def nothing_measured(size, depth):
+    """An MRI operator with an empty mask: y = 0 and A^T A = 0, so the sampler sees only the prior."""
+    mask = torch.zeros(size, size, dtype=torch.bool)
+    A = dm.CartesianMRI(mask)
+    return A, torch.zeros(depth, size, size, dtype=torch.complex64)
+
+
+def test_perpendicular_sampler_matches_the_gaussian_known_answer():
+    """DDS at eta = 1 alternating an axial prior N(m_a(y, x), s^2) and a coronal prior N(m_c(z, x), s^2)
+    (exact denoisers), nothing measured, on a 16^3 cube. Step i uses prior p_i (coronal on odd steps),
+    so per voxel the mean follows mu <- m_i + c_i (mu - m_i) with m_i that prior's mean at the voxel,
+    from mu = 0, and the variance v <- c_i^2 v + sigma_{i+1}^2 from sigma_max^2; the output x0_hat is
+    m_N + c_N (mu_N - m_N), variance c_N^2 v_N. The means differ along y (axial) and z (coronal), so a
+    plane permuted the wrong way (z and y swapped, or the volume not put back) breaks the mean by far
+    more than the 4 standard errors allowed. The residual x - mu is N(0, v) at all 4096 voxels."""
+    size = 16
+    grid = torch.linspace(0, 1, size)
+    m_a = (0.3 + 0.4 * grid)[:, None].expand(size, size).clone()        # axial prior's mean image: varies with y
+    m_c = (0.7 - 0.4 * grid**2)[:, None].expand(size, size).clone()     # coronal prior's mean image: varies with z
+    axial, coronal = GaussianPrior(size, mean=m_a, std=0.2), GaussianPrior(size, mean=m_c, std=0.2)
+    A, y = nothing_measured(size, size)
+    s2 = 0.04
+    sig = ve_sigmas(50, axial.sigma_min, axial.sigma_max).tolist()
+    mean_at = [m_a[None, :, :].expand(size, size, size), m_c[:, None, :].expand(size, size, size)]   # (z, y, x)
+    mu, var = torch.zeros(size, size, size, dtype=torch.float64), sig[0] ** 2
+    for i, a in enumerate(sig):
+        c, m = s2 / (s2 + a * a), mean_at[i % 2].double()
+        mu = m + c * (mu - m)
+        var = c**2 * var + (sig[i + 1] ** 2 if i + 1 < len(sig) else 0.0)
+    # the last step applied c to mu and var and added no noise: mu, var are those of the output x0_hat
+    x = dds(y, A, axial, eta=1.0, axes=None, prior_perp=coronal, plane="coronal",
+            generator=torch.Generator().manual_seed(0), progress=False)
+    r = x.double() - mu
+    n = r.numel()
+    se_mean, se_var = math.sqrt(var / n), var * math.sqrt(2 / (n - 1))
+    print(f"residual mean {float(r.mean()):.5f} (0 +- {se_mean:.5f}), var {float(r.var()):.6f} "
+          f"(expected {var:.6f} +- {se_var:.6f})")
+    assert abs(float(r.mean())) < 4 * se_mean
+    assert abs(float(r.var()) - var) < 4 * se_var
+    # the same run with the planes swapped in the expected mean: far off, so the test can tell
+    wrong = x.double() - mu.transpose(0, 1)
+    assert float(wrong.var()) > var + 20 * se_var
+
+
+def test_slab_blending_of_an_exact_prior_is_the_slice_denoiser():
+    """A slab prior of independent Gaussian slices denoises each slice of a run as the single-slice
+    prior would, so blending the overlapping runs (every slice's mean over the runs that hold it,
+    1 to k of them) must give the single-slice estimate exactly; sagittal slices too."""
+    x = torch.randn(9, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    one = GaussianPrior(8, mean=0.5, std=0.2)
+    for k in (3, 5):
+        slab = GaussianPrior(8, mean=0.5, std=0.2, channels=k)
+        for plane in ("axial", "sagittal"):
+            torch.testing.assert_close(tweedie(x, 0.3, slab, plane), tweedie(x, 0.3, one, plane), rtol=0, atol=1e-12)
+
+
+def test_slab_blending_averages_the_runs():
+    """Known answer with a 'prior' whose estimate is the run's first slice (constant over the run):
+    slice d then gets the mean of slices max(0, d - k + 1) .. min(d, D - k), the first slices of the
+    runs that hold it."""
+    class FirstOfRun:
+        channels = 3
+
+        def denoise(self, runs, sigma):
+            return runs[:, :1].expand_as(runs)
+
+    x = torch.arange(6, dtype=torch.float64)[:, None, None].expand(6, 2, 2)
+    out = tweedie(x, 0.1, FirstOfRun())[:, 0, 0]
+    want = torch.tensor([0, 0.5, 1, 2, 2.5, 3], dtype=torch.float64)
+    torch.testing.assert_close(out, want)
+
+
+def test_slab_prior_network_takes_runs_of_slices():
+    prior = dm.prior.Prior(dict(dm.prior.DEFAULT_UNET, in_channels=3, out_channels=3))
+    out = tweedie(torch.rand(5, 64, 64), 0.2, prior)
+    assert out.shape == (5, 64, 64)
+    with pytest.raises(ValueError, match="slabs"):
+        prior.denoise(torch.rand(2, 64, 64), 0.2)
