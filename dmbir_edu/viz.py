@@ -199,3 +199,128 @@ def live_slider(fn, **ranges):
     Explained in: chapter 02 (MBIR), for instructors running it live.
     """
     return widgets.interactive(fn, **ranges)
+
+
+def results_table(rows, caption):
+    """Rows of ``experiments.run`` as an HTML table (a pandas Styler): one line per method (the
+    mean over volumes, in the rows' order), PSNR and SSIM per axis with the best of each column in
+    bold, NFE per slice and seconds per volume; ``caption`` says what was run (data, steps, seed).
+    The command line keeps its plain-text ``experiments.table``."""
+    import pandas as pd
+
+    from .metrics import AXES
+
+    records = [{"method": r["method"], **{f"{a} {m.upper()}": r[a][m] for a in AXES for m in ("psnr", "ssim")},
+                "NFE / slice": r.get("nfe_per_slice", float("nan")), "s / volume": r["seconds"]} for r in rows]
+    df = pd.DataFrame(records).groupby("method", sort=False).mean()
+    scores = [c for c in df.columns if c.endswith(("PSNR", "SSIM"))]
+    return (df.style.format({c: "{:.2f}" if c.endswith("PSNR") else "{:.3f}" for c in scores} |
+                            {"NFE / slice": "{:.0f}", "s / volume": "{:.0f}"})
+            .highlight_max(subset=scores, props="font-weight: bold")
+            .set_caption(caption))
+
+
+def styled_table(df, caption, higher=(), lower=(), within=None, formats=None):
+    """A plain DataFrame as an HTML table (a pandas Styler), styled like ``results_table``: floats
+    with 2 decimals (3 for columns named ``... SSIM``; ``formats`` maps a column to its own format
+    string), the best value of each column of ``higher`` (largest is best) and of ``lower``
+    (smallest is best) in bold -- within each group of the index level(s) ``within`` where given,
+    e.g. one task and setting -- and ``caption`` saying what was run (data, steps, seed)."""
+    import numpy as np
+
+    def name(c):
+        return c[-1] if isinstance(c, tuple) else str(c)
+
+    def bold(s, largest):
+        if within is None:
+            best = s.max() if largest else s.min()
+        else:
+            best = s.groupby(level=within, sort=False).transform("max" if largest else "min")
+        return np.where(s == best, "font-weight: bold", "")
+
+    style = df.style.format({c: "{:.3f}" if name(c).endswith("SSIM") else "{:.2f}"
+                             for c in df.select_dtypes("float").columns} | (formats or {}))
+    for columns, largest in ((higher, True), (lower, False)):
+        if len(columns):
+            style = style.apply(bold, largest=largest, subset=list(columns))
+    return style.set_caption(caption)
+
+
+def _mosaic_png(panels, gap=2):
+    """PNG bytes and width of grey panels (each (h, w) in [0, 1]) side by side at their own
+    resolution on a white background: an 8-bit grey PNG, no matplotlib figure, so it stays small
+    (the browser enlarges it)."""
+    from PIL import Image
+
+    h = max(p.shape[0] for p in panels)
+    row = []
+    for p in panels:
+        row += [np.pad(p, ((0, h - p.shape[0]), (0, 0)), constant_values=1.0), np.ones((h, gap))]
+    mosaic = np.concatenate(row[:-1], 1)
+    buffer = io.BytesIO()
+    Image.fromarray((255 * mosaic.clip(0, 1) + 0.5).astype(np.uint8)).save(buffer, format="png", optimize=True)
+    return buffer.getvalue(), mosaic.shape[1]
+
+
+def volume_viewer(volumes, error_ref=None, error_vmax=None, step=1, scale=3, vmin=0.0, vmax=1.0):
+    """A kernel-free viewer of several 3D volumes side by side: a choice of axis (axial, coronal,
+    sagittal) and, for each, a slider through its slices; with ``error_ref`` (a key of ``volumes``
+    or a volume) the error maps |x - ref| follow on the same row, in grey from 0 (black) to
+    ``error_vmax`` (white; default the largest error).
+
+    Every picture is rendered here, once (a PNG per axis and slice position, every ``step``-th
+    slice, each panel enlarged ``scale`` times), and stored in the notebook as ``Image`` widgets in
+    ``Stack`` s whose links run in the browser, as in :func:`sweep_widget`: it works in the static
+    online book. The PNGs hold the voxels at their own resolution and the page shows them
+    ``scale`` times larger. Coronal and sagittal slices are drawn with z pointing up. Size: about
+    (D + H + W) / step small PNGs (8-bit grey without error maps), a few kB per 64^2 panel.
+
+    Returns an ``ipywidgets.VBox``: the axis buttons, the panel titles, and one slider with its
+    pictures per axis.
+
+    Explained in: chapter "Beyond TV along z" (book/10_beyond.ipynb), used wherever a chapter shows
+    a 3D reconstruction.
+    """
+    arrays = {name: _to_numpy(v) for name, v in volumes.items()}
+    if not arrays:
+        raise ValueError("volumes is empty: pass a dict {title: (D, H, W) volume}")
+    shape = next(iter(arrays.values())).shape
+    if any(a.shape != shape for a in arrays.values()):
+        raise ValueError(f"all volumes must have one shape, got {[a.shape for a in arrays.values()]}")
+    if not (isinstance(step, int) and step >= 1):
+        raise ValueError(f"step must be a whole number of slices >= 1, got {step!r}")
+    gray = {name: np.clip((a - vmin) / (vmax - vmin), 0, 1) for name, a in arrays.items()}
+    titles = list(arrays)
+    errors = {}
+    if error_ref is not None:
+        ref = arrays[error_ref] if isinstance(error_ref, str) else _to_numpy(error_ref)
+        errors = {name: np.abs(a - ref) for name, a in arrays.items() if a is not ref and name != error_ref}
+        top = error_vmax or max(float(e.max()) for e in errors.values()) or 1.0
+        errors = {name: np.clip(e / top, 0, 1) for name, e in errors.items()}       # grey: black 0, white error_vmax
+        titles += [f"|{name} - {error_ref if isinstance(error_ref, str) else 'ref'}| (white: {top:.2g})" for name in errors]
+
+    def panels(axis, i):
+        take = lambda v: np.take(v, i, axis=axis)
+        flip = (lambda im: im[::-1]) if axis else (lambda im: im)               # z up in coronal / sagittal
+        return [flip(take(g)) for g in gray.values()] + [flip(take(e)) for e in errors.values()]
+
+    pages = []
+    for axis, view in enumerate(VIEWS):
+        index = list(range(0, shape[axis], step))
+        pngs = [_mosaic_png(panels(axis, i)) for i in index]
+        stack = widgets.Stack([widgets.Image(value=png, format="png", width=str(w * scale)) for png, w in pngs],
+                              selected_index=len(index) // 2)
+        slider = widgets.IntSlider(value=len(index) // 2, min=0, max=len(index) - 1, description=f"{view} slice",
+                                   readout=False, style={"description_width": "initial"})
+        where = widgets.Dropdown(options=[(f"{'zyx'[axis]} = {i}", k) for k, i in enumerate(index)], value=len(index) // 2)
+        where.layout.width = "max-content"
+        widgets.jslink((slider, "value"), (stack, "selected_index"))
+        widgets.jslink((slider, "value"), (where, "index"))
+        pages.append(widgets.VBox([widgets.HBox([slider, where]), stack]))
+    axes = widgets.ToggleButtons(options=list(VIEWS), value=VIEWS[0], description="axis")
+    views = widgets.Stack(pages, selected_index=0)
+    widgets.jslink((axes, "index"), (views, "selected_index"))
+    width = max(shape) * scale
+    names = widgets.HBox([widgets.HTML(f"<div style='width:{width}px;margin-right:{2 * scale}px;font-size:11px;"
+                                       f"text-align:center'>{t}</div>") for t in titles])
+    return widgets.VBox([axes, names, views])

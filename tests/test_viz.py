@@ -134,3 +134,37 @@ def test_live_slider_calls_fn():
     assert isinstance(w, widgets.interactive)
     w.children[0].value = 1.0
     assert seen[-1] == 1.0
+
+
+def test_volume_viewer_precomputes_every_slice_of_every_axis():
+    """One PNG per slice position and axis (every ``step``-th), its panels the slices of each volume
+    and error map, z up in coronal / sagittal; each axis's slider is linked in the browser to its
+    pictures, and the axis buttons to the pages (jslink: no kernel needed)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from dmbir_edu import viz
+
+    x = np.zeros((6, 8, 10), dtype=np.float32)
+    x[1, 2, 3] = 1.0                                             # one bright voxel at (z, y, x) = (1, 2, 3)
+    w = viz.volume_viewer({"a": x, "b": 0.5 * x}, error_ref="a", step=1, scale=2)
+    axes, names, views = w.children
+    assert axes.options == ("axial", "coronal", "sagittal") and len(names.children) == 3   # a, b, |b - a|
+    for axis, (n, (h, wd), bright, pixel) in enumerate([(6, (8, 10), 1, (2, 3)), (8, (6, 10), 2, (6 - 1 - 1, 3)),
+                                                        (10, (6, 8), 3, (6 - 1 - 1, 2))]):
+        stack = views.children[axis].children[1]
+        assert len(stack.children) == n
+        pics = [np.asarray(Image.open(io.BytesIO(im.value))) for im in stack.children]
+        assert all(p.shape == (h, 3 * wd + 2 * 2) for p in pics)            # 3 panels, 2 gaps of 2 px
+        assert [k for k, p in enumerate(pics) if p[:, :wd].max() > 0] == [bright]   # on its own slice only
+        a, b, err = (pics[bright][:, k * (wd + 2):k * (wd + 2) + wd] for k in range(3))
+        assert a[pixel] == 255 and b[pixel] == 128 and err[pixel] == 255      # b = a / 2; error 0.5 = the largest
+        assert a.sum() == 255                                                # one lit pixel, z up (row D - 1 - z)
+    links = saved_links()
+    assert ((ref(axes), "index"), (ref(views), "selected_index")) in links
+    for page in views.children:
+        controls, stack = page.children
+        slider = controls.children[0]
+        assert ((ref(slider), "value"), (ref(stack), "selected_index")) in links
