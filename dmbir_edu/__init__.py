@@ -13,7 +13,6 @@ from .prior import Prior, available_priors, load_prior
 from .reconstruct import METHODS, reconstruct
 
 
-
 def __getattr__(name):
     """``dm.data`` is imported on first use, so that ``python -m dmbir_edu.data`` runs it as a fresh module."""
     if name == "data":

@@ -32,7 +32,8 @@ def ssim(x_hat, x_true, data_range=1.0):
 def per_axis(x_hat, x_true, data_range=1.0):
     """{"axial": {"psnr", "ssim"}, "coronal": ..., "sagittal": ...} for (D, H, W) volumes."""
     if x_hat.shape != x_true.shape or x_true.dim() != 3:
-        raise ValueError(f"x_hat and x_true must be (D, H, W) volumes of one shape, got {tuple(x_hat.shape)} and {tuple(x_true.shape)}")
+        raise ValueError("x_hat and x_true must be (D, H, W) volumes of one shape, "
+                         f"got {tuple(x_hat.shape)} and {tuple(x_true.shape)}")
     x_hat = x_hat.detach().cpu().double()
     x_true = x_true.detach().cpu().double()
     out = {}

@@ -22,8 +22,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / ".ci"))
-from browser_check import (  # noqa: E402
-    IMAGES_LOADED, Chromium, move_first_slider_to_end, open_page, screenshot, wait_until)
+from browser_check import IMAGES_LOADED, Chromium, move_first_slider_to_end, open_page, screenshot, wait_until  # noqa: E402
 
 # the element's box in page coordinates (Page.captureScreenshot clips in page coordinates)
 RECT = """(() => {{

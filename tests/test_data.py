@@ -89,7 +89,8 @@ def test_head_ct_is_turned_face_up():
 
 
 def test_real_volume_at_128_doubles_the_slices_and_halves_the_voxels():
-    v, info64, info128 = data.real_volume("lung1", 128), data.real_volume_info("lung1"), data.real_volume_info("lung1", 128)
+    v = data.real_volume("lung1", 128)
+    info64, info128 = data.real_volume_info("lung1"), data.real_volume_info("lung1", 128)
     assert v.shape == (105, 128, 128) == info128["shape"]
     assert np.allclose(np.array(info128["spacing_mm"]) * 2, info64["spacing_mm"], rtol=0.01)
 

@@ -37,7 +37,8 @@ def test_every_method_with_bare_defaults_beats_the_baseline(task, setting, prior
     for method in ("admm_tv", "slicewise", "diffusionmbir", "dds"):
         x_hat = dm.reconstruct(y, A, method, prior=prior, generator=torch.Generator().manual_seed(0), progress=False)
         assert torch.isfinite(x_hat).all(), method
-        assert dm.metrics.psnr(x_hat, x) > baseline, f"{method} with its defaults is below the baseline on {task} {setting}"
+        assert dm.metrics.psnr(x_hat, x) > baseline, \
+            f"{method} with its defaults is below the baseline on {task} {setting}"
 
 
 def test_defaults_follow_the_operator_scale():

@@ -72,7 +72,8 @@ def test_mri_is_tested_on_the_brain_and_validated_on_phantoms():
 def test_the_command_prints_the_numbers_of_run_all(capsys):
     """The appendix tabulates ``run_all``; the command line must print the same PSNR / SSIM for the same
     arguments (only the timing column, s/vol, differs between runs)."""
-    def numbers(text):             # every table row (task, setting, noise, method, 6 metrics, s/vol, n) without s/vol, n
+    # every table row (task, setting, noise, method, 6 metrics, s/vol, n) without s/vol, n
+    def numbers(text):
         rows = [line.split() for line in text.splitlines()]
         return [r[:-2] for r in rows if len(r) == 12 and r[0] in experiments.JOBS]
 

@@ -10,7 +10,7 @@ import torch
 import dmbir_edu as dm
 import dmbir_edu.sampling
 from dmbir_edu.prior import DEFAULT_UNET, GaussianPrior, Prior, ve_sigmas
-from dmbir_edu.sampling import dds, diffusion_mbir, sample, slicewise
+from dmbir_edu.sampling import dds, diffusion_mbir, sample
 
 
 def expected_variance(prior, n_steps, snr):

@@ -81,7 +81,7 @@ def _own_volumes(folder):
 
 
 def test_read_volume_file_formats_agree(tmp_path):
-    v = _own_volumes(tmp_path / "mine")
+    _own_volumes(tmp_path / "mine")
     out = {f: data.read_volume_file(tmp_path / "mine" / f, "ct", size=20) for f in ("a.npy", "b.nii.gz", "c.nrrd")}
     for f, x in out.items():
         assert x.shape == (12, 20, 20), f
@@ -108,7 +108,8 @@ def test_training_on_your_own_folder_with_a_learning_curve(tmp_path):
     assert curve[0].startswith("step,images_seen,psnr_sigma_") and [r.split(",")[0] for r in curve[1:]] == ["0", "2"]
     assert all(np.isfinite(float(c)) for r in curve[1:] for c in r.split(",")[2:])
     best = torch.load(run / "best.pt", weights_only=True)          # early stopping: the best point so far
-    assert best["step"] == 2 and best["ema"].keys() == torch.load(run / "checkpoint.pt", weights_only=True)["ema"].keys()
+    assert best["step"] == 2
+    assert best["ema"].keys() == torch.load(run / "checkpoint.pt", weights_only=True)["ema"].keys()
 
 
 def _run(run_dir, steps, **kw):
