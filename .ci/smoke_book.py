@@ -8,7 +8,9 @@ Usage (from the repository root)::
 2. Executes every chapter notebook listed in ``_toc.yml`` with papermill, ``SMOKE = True``
    injected after its ``parameters`` cell, working directory ``book/``, into ``OUT/book/``
    (outputs and saved widget state kept) -- unless ``tests/test_chapters.py`` already did so
-   (it writes to ``_build/smoke``), so CI executes each chapter once.
+   (it writes to ``_build/smoke``), so CI executes each chapter once. Papermill's injected
+   ``# Parameters`` cell (tag ``injected-parameters``) gets the tag ``remove-cell``, so that the
+   pages show only the chapter's own parameters cell.
 3. Writes ``OUT/_config.yml``: the repository's ``_config.yml`` with
    ``execute.execute_notebooks: off``, so that Jupyter Book renders the executed copies as they
    are.
@@ -18,6 +20,7 @@ The HTML lands in ``OUT/_build/html``. Exit code: that of the first failing step
 """
 
 import argparse
+import json
 import shutil
 import subprocess
 import sys
@@ -28,6 +31,21 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 from test_chapters import chapter_notebooks, execute_smoke  # noqa: E402  (one list, one runner)
+
+
+def remove_injected_parameters(notebook):
+    """Tag papermill's injected ``# Parameters`` cell of an executed copy ``remove-cell`` (in place):
+    Jupyter Book then leaves it off the page. Returns whether the file changed."""
+    nb = json.loads(notebook.read_text())
+    changed = False
+    for cell in nb["cells"]:
+        tags = cell.setdefault("metadata", {}).setdefault("tags", [])
+        if "injected-parameters" in tags and "remove-cell" not in tags:
+            tags.append("remove-cell")
+            changed = True
+    if changed:
+        notebook.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+    return changed
 
 
 def main():
@@ -50,6 +68,8 @@ def main():
             continue
         seconds = execute_smoke(source, out)
         print(f"{source.relative_to(ROOT)}: executed in smoke mode in {seconds:.1f} s", flush=True)
+    for source in chapter_notebooks():       # the executed copies, reused or new: no injected cell on the page
+        remove_injected_parameters(out / source.relative_to(ROOT))
 
     # 3. the same configuration, but render the executed copies instead of executing again
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
