@@ -51,6 +51,27 @@ DEFAULT_UNET = dict(
 )
 
 
+class SlabConvIn(nn.Module):
+    """The input convolution of a slab prior (DiffusionBlend-style: k adjacent slices at once).
+
+    The 2D network runs on every slice of the slab (as a batch of B k slices); its first
+    convolution gets a second term that sees all k slices: conv_in(x_c) + mix(x_1, ..., x_k)_c.
+    ``mix`` starts at zero, so a slab prior starts as the 2D prior on each slice (an exact start
+    for fine-tuning) and learns from the neighbours what one slice cannot tell."""
+
+    def __init__(self, conv, k):
+        super().__init__()
+        self.base, self.k = conv, int(k)
+        self.mix = nn.Conv2d(self.k, self.k * conv.out_channels, conv.kernel_size, padding=conv.padding)
+        nn.init.zeros_(self.mix.weight)
+        nn.init.zeros_(self.mix.bias)
+
+    def forward(self, h):
+        B = h.shape[0] // self.k                           # h: (B k, 1, H, W), the slabs' slices in order
+        m = self.mix(h.reshape(B, self.k, *h.shape[-2:]))  # (B, k C, H, W)
+        return self.base(h) + m.reshape(B * self.k, -1, *h.shape[-2:])
+
+
 class Prior(nn.Module):
     """A 2D denoiser D(x; sigma) on single-channel slices, with the VE schedule it was trained for.
 
@@ -65,13 +86,15 @@ class Prior(nn.Module):
     c_in = 1 / sqrt(sigma^2 + s_d^2), and c_noise the VE time t(sigma) scaled to [0, 999].
     """
 
-    def __init__(self, config=DEFAULT_UNET, sigma_min=0.01, sigma_max=40.0, name="untrained"):
+    def __init__(self, config=DEFAULT_UNET, sigma_min=0.01, sigma_max=40.0, name="untrained", slab=1):
         super().__init__()
         self.config, self.name = dict(config), name
         self.sigma_min, self.sigma_max = float(sigma_min), float(sigma_max)
         self.image_size = int(config["sample_size"])
-        self.channels = int(config.get("in_channels", 1))   # > 1: a slab prior (adjacent slices as channels)
+        self.channels = int(slab)          # > 1: a slab prior, runs of ``slab`` adjacent slices (SlabConvIn)
         self.net = unet(self.config)
+        if self.channels > 1:
+            self.net.conv_in = SlabConvIn(self.net.conv_in, self.channels)
         self.chunk = 64          # slices per network call
         self.autocast = False    # bf16 autocast: fast only on CPUs with native bf16 (avx512_bf16/amx)
         self.speed_up(channels_last=True)
@@ -96,7 +119,14 @@ class Prior(nn.Module):
         return next(self.parameters()).device
 
     def forward(self, x, sigma):
-        """Preconditioned denoiser on (B, 1, H, W) float32 inputs; sigma is (B,)."""
+        """Preconditioned denoiser on (B, 1, H, W) float32 inputs (a slab prior: (B, k, H, W), each
+        slice preconditioned as a 2D input and the k slices mixed in ``SlabConvIn``); sigma is (B,)."""
+        if x.shape[1] > 1:                                 # a slab prior's runs: B k slices, in order
+            B, k = x.shape[:2]
+            return self._forward(x.reshape(B * k, 1, *x.shape[-2:]), sigma.repeat_interleave(k)).reshape(x.shape)
+        return self._forward(x, sigma)
+
+    def _forward(self, x, sigma):
         s = sigma.reshape(-1, 1, 1, 1)
         c_skip = SIGMA_DATA**2 / (s**2 + SIGMA_DATA**2)
         c_out = s * SIGMA_DATA / (s**2 + SIGMA_DATA**2).sqrt()
@@ -169,7 +199,7 @@ def load_prior(name=None, device="cpu", image_size=None, modality="phantom"):
     path = WEIGHTS_DIR / f"{name}.safetensors"
     if sha256(path) != card["sha256"]:
         raise RuntimeError(f"{path} does not match the sha256 in its card")
-    prior = Prior(card["unet"], card["sigma_min"], card["sigma_max"], name=name)
+    prior = Prior(card["unet"], card["sigma_min"], card["sigma_max"], name=name, slab=card.get("slab", 1))
     prior.net.load_state_dict(load_file(path))
     prior.image_size = int(image_size or prior.image_size)
     return prior.eval().requires_grad_(False).to(device)

@@ -123,25 +123,34 @@ def iscs_noise(x, period, generator=None):
     return torch.cos(t * math.pi / 2) * anchors[j] + torch.sin(t * math.pi / 2) * anchors[j + 1]
 
 
-def tweedie(x, sigma, prior, plane="axial"):
+def tweedie(x, sigma, prior, plane="axial", offset=0, stride=None):
     """D(x; sigma) for a volume x (D, H, W) from a 2D prior on its ``plane`` slices (``data.to_plane``:
     axial, or coronal / sagittal for a perpendicular prior).
 
-    A slab prior (``prior.channels`` = k > 1, k adjacent slices as channels, DiffusionBlend-style)
-    denoises every run of k neighbouring slices, and each slice takes the mean of the k estimates
-    that contain it (fewer at the ends): the blended score (D - x) / sigma^2 is the mean of the runs'.
+    A slab prior (``prior.channels`` = k > 1: runs of k adjacent slices, DiffusionBlend-style)
+    denoises runs of k slices starting every ``stride`` slices (default k: a partition, one
+    network call per slice; 1: every run) from ``offset``, the volume's ends padded by repeating
+    its first and last slice; each slice takes the mean of the estimates of the runs that hold it.
+    Since the score is (D - x) / sigma^2, that is blending the runs' scores.
     """
     s = to_plane(x, plane)
     k = getattr(prior, "channels", 1)
     if k == 1:
         return from_plane(prior.denoise(s, sigma), plane)
-    runs = s.unfold(0, k, 1).movedim(-1, 1).contiguous()         # (D - k + 1, k, H, W)
-    est = prior.denoise(runs, sigma)
-    total, count = torch.zeros_like(s), s.new_zeros(s.shape[0], *[1] * (s.dim() - 1))
-    for j in range(k):
-        total[j:j + est.shape[0]] += est[:, j]
-        count[j:j + est.shape[0]] += 1
-    return from_plane(total / count, plane)
+    stride = k if stride is None else stride
+    if not (isinstance(stride, int) and 1 <= stride <= k):
+        raise ValueError(f"stride must be a whole number of slices from 1 to k = {k}, got {stride!r}")
+    D = s.shape[0]
+    starts = list(range(offset % stride - (k - 1) // stride * stride - stride, D, stride))
+    starts = [r for r in starts if r + k > 0]                      # every run that holds a slice of x
+    front, back = max(0, -starts[0]), max(0, starts[-1] + k - D)
+    padded = torch.cat([s[:1].expand(front, *s.shape[1:]), s, s[-1:].expand(back, *s.shape[1:])])
+    est = prior.denoise(torch.stack([padded[r + front:r + front + k] for r in starts]), sigma)
+    total, count = torch.zeros_like(padded), padded.new_zeros(padded.shape[0], *[1] * (s.dim() - 1))
+    for r, e in zip(starts, est):
+        total[r + front:r + front + k] += e
+        count[r + front:r + front + k] += 1
+    return from_plane((total / count)[front:front + D], plane)
 
 
 def noise(x, iscs=None, generator=None):
@@ -312,8 +321,9 @@ def dds(y, A, prior, n_steps=50, eta=0.85, lam=None, rho=None, axes="z", n_admm=
     What came after (chapter "Beyond TV along z", book/10_beyond.ipynb):
     ``iscs`` P: the noise xi (and x_T) is ISCS noise, correlated along z (``iscs_noise``).
     ``prior_perp``: a second 2D prior on ``plane`` slices (TPDM-style); step i uses it instead of
-    ``prior`` when i % perp_every == perp_every - 1 (2: alternate). A slab ``prior`` (k channels)
-    blends overlapping runs of slices (``tweedie``).
+    ``prior`` when i % perp_every == perp_every - 1 (2: alternate). A slab ``prior`` (runs of k
+    slices) denoises a partition of the volume into runs that shifts by one slice every step
+    (``tweedie`` with offset i), so over the steps every slice is blended with both neighbours.
 
     Explained in: chapter "Making it fast" (book/09_speed.ipynb).
     """
@@ -332,7 +342,7 @@ def dds(y, A, prior, n_steps=50, eta=0.85, lam=None, rho=None, axes="z", n_admm=
     for i in tqdm(range(n_steps), disable=not progress, desc="DDS"):
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
         perp = prior_perp is not None and i % perp_every == perp_every - 1
-        x0_hat = tweedie(x, sigma, prior_perp, plane) if perp else tweedie(x, sigma, prior)   # 1 NFE per slice
+        x0_hat = tweedie(x, sigma, prior_perp, plane) if perp else tweedie(x, sigma, prior, offset=i)   # 1 NFE / slice
         eps_hat = (x - x0_hat) / sigma
         for _ in range(n_admm):                                        # ADMM-TV-z on the clean estimate
             x0_hat, state = admm_tv_step(x0_hat, state, y, A, D, lam, rho, n_cg, ATy, cg_dims)

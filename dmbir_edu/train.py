@@ -179,8 +179,8 @@ def train(run_dir, steps, source="phantom", modality=None, init=None, config=DEF
     shipped prior to start from (fine-tuning) instead of random weights.
 
     ``plane`` "coronal" / "sagittal": a prior of perpendicular slices (TPDM-style, chapter "Beyond TV
-    along z"); ``slab`` k > 1: a prior of k adjacent axial slices as channels (DiffusionBlend-style),
-    started from a single-slice ``init`` by ``widen``. Both on phantoms only: the phantoms are cubes,
+    along z"); ``slab`` k > 1: a prior of runs of k adjacent axial slices (DiffusionBlend-style,
+    ``prior.SlabConvIn``), started from a 2D ``init`` by ``widen``; a batch is ``batch_size`` runs. Both on phantoms only: the phantoms are cubes,
     while a real volume's depth differs from its in-plane size (its coronal slices are not square).
 
     Returns the EMA ``Prior`` (the weights used at inference).
@@ -192,8 +192,6 @@ def train(run_dir, steps, source="phantom", modality=None, init=None, config=DEF
     if (plane != "axial" or slab > 1) and source != "phantom":
         raise ValueError("--plane and --slab train on phantoms only (--data phantom): a real volume's depth differs "
                          "from its in-plane size, so its coronal slices are not square")
-    if slab > 1:
-        config = dict(config, in_channels=slab, out_channels=slab)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     aug = dict(aug or {}) if source != "phantom" else None
@@ -215,7 +213,7 @@ def train(run_dir, steps, source="phantom", modality=None, init=None, config=DEF
                              f"the same arguments, or give a new --run")
     (run_dir / "args.json").write_text(json.dumps(args, indent=1))
     torch.manual_seed(seed)
-    prior = Prior(config, sigma_min, sigma_max).to(device)
+    prior = Prior(config, sigma_min, sigma_max, slab=slab).to(device)
     if init is not None:
         prior.net.load_state_dict(widen(load_prior(init).net.state_dict(), slab))
     ema = copy.deepcopy(prior).requires_grad_(False)
@@ -275,16 +273,17 @@ def train(run_dir, steps, source="phantom", modality=None, init=None, config=DEF
 
 
 def widen(state, slab):
-    """A single-slice network's weights as a ``slab``-channel one's starting point: the input
-    convolution sees the mean of the slab's slices, and every output channel starts as the single
-    slice's output (for a slab of near-identical slices: the single-slice denoiser on each)."""
+    """A 2D prior's weights as a slab prior's starting point: its input convolution becomes the
+    ``base`` of ``prior.SlabConvIn`` and the slab-mixing convolution starts at zero, so the slab
+    prior starts as the 2D prior on each slice."""
     if slab == 1:
         return state
-    state = dict(state)
-    state["conv_in.weight"] = state["conv_in.weight"].repeat(1, slab, 1, 1) / slab
-    state["conv_out.weight"] = state["conv_out.weight"].repeat(slab, 1, 1, 1)
-    state["conv_out.bias"] = state["conv_out.bias"].repeat(slab)
-    return state
+    out = {k: v for k, v in state.items() if not k.startswith("conv_in.")}
+    w, b = state["conv_in.weight"], state["conv_in.bias"]
+    out |= {"conv_in.base.weight": w, "conv_in.base.bias": b,
+            "conv_in.mix.weight": w.new_zeros(slab * w.shape[0], slab, *w.shape[2:]),
+            "conv_in.mix.bias": b.new_zeros(slab * b.shape[0])}
+    return out
 
 
 def _best_so_far(curve_csv, step):

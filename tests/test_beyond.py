@@ -85,35 +85,47 @@ def test_perpendicular_sampler_matches_the_gaussian_known_answer():
 
 def test_slab_blending_of_an_exact_prior_is_the_slice_denoiser():
     """A slab prior of independent Gaussian slices denoises each slice of a run as the single-slice
-    prior would, so blending the overlapping runs (every slice's mean over the runs that hold it,
-    1 to k of them) must give the single-slice estimate exactly; sagittal slices too."""
+    prior would, so blending the runs (every slice's mean over the runs that hold it, any stride and
+    offset, ends padded) must give the single-slice estimate exactly; sagittal slices too."""
     x = torch.randn(9, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     one = GaussianPrior(8, mean=0.5, std=0.2)
     for k in (3, 5):
         slab = GaussianPrior(8, mean=0.5, std=0.2, channels=k)
-        for plane in ("axial", "sagittal"):
-            torch.testing.assert_close(tweedie(x, 0.3, slab, plane), tweedie(x, 0.3, one, plane), rtol=0, atol=1e-12)
+        for plane, stride, offset in (("axial", 1, 0), ("axial", k, 2), ("sagittal", 2, 1)):
+            torch.testing.assert_close(tweedie(x, 0.3, slab, plane, offset, stride), tweedie(x, 0.3, one, plane),
+                                       rtol=0, atol=1e-12)
 
 
-def test_slab_blending_averages_the_runs():
-    """Known answer with a 'prior' whose estimate is the run's first slice (constant over the run):
-    slice d then gets the mean of slices max(0, d - k + 1) .. min(d, D - k), the first slices of the
-    runs that hold it."""
-    class FirstOfRun:
-        channels = 3
+class FirstOfRun:
+    """A 'slab prior' whose estimate of a run is its first slice, repeated: known blends."""
+    channels = 3
 
-        def denoise(self, runs, sigma):
-            return runs[:, :1].expand_as(runs)
+    def denoise(self, runs, sigma):
+        return runs[:, :1].expand_as(runs)
 
+
+@pytest.mark.parametrize("stride, offset, want", [
+    (1, 0, [0, 1 / 3, 1, 2, 3, 4]),     # every run; slice d: mean of runs d-2, d-1, d (padded: slice 0 repeated)
+    (3, 0, [0, 0, 0, 3, 3, 3]),         # a partition into runs 0-2, 3-5
+    (3, 1, [0, 1, 1, 1, 4, 4]),         # shifted by one: runs -2..0 (padded), 1-3, 4-6 (padded)
+])
+def test_slab_blending_averages_the_runs(stride, offset, want):
     x = torch.arange(6, dtype=torch.float64)[:, None, None].expand(6, 2, 2)
-    out = tweedie(x, 0.1, FirstOfRun())[:, 0, 0]
-    want = torch.tensor([0, 0.5, 1, 2, 2.5, 3], dtype=torch.float64)
-    torch.testing.assert_close(out, want)
+    out = tweedie(x, 0.1, FirstOfRun(), offset=offset, stride=stride)[:, 0, 0]
+    torch.testing.assert_close(out, torch.tensor(want, dtype=torch.float64))
 
 
-def test_slab_prior_network_takes_runs_of_slices():
-    prior = dm.prior.Prior(dict(dm.prior.DEFAULT_UNET, in_channels=3, out_channels=3))
-    out = tweedie(torch.rand(5, 64, 64), 0.2, prior)
-    assert out.shape == (5, 64, 64)
+def test_slab_prior_starts_as_the_2d_prior():
+    """train.widen: the slab-mixing convolution starts at zero, so the slab prior denoises each slice of
+    a run exactly as the 2D prior it was widened from (float32 round-off)."""
+    from dmbir_edu.train import widen
+
+    two_d = dm.load_prior("phantom64")
+    slab = dm.prior.Prior(two_d.config, two_d.sigma_min, two_d.sigma_max, slab=3).eval()
+    slab.net.load_state_dict(widen(two_d.net.state_dict(), 3))
+    x = dm.data.phantom(dm.data.VALIDATION_SEEDS[0], 64)[30:36] + 0.1 * torch.randn(6, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(slab.denoise(x.reshape(2, 3, 64, 64), 0.1).reshape(6, 64, 64), two_d.denoise(x, 0.1),
+                                   rtol=0, atol=1e-5)
     with pytest.raises(ValueError, match="slabs"):
-        prior.denoise(torch.rand(2, 64, 64), 0.2)
+        slab.denoise(x, 0.1)
