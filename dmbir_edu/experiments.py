@@ -7,6 +7,8 @@
     python -m dmbir_edu.experiments all --data real        # the real CT / MR test volumes, noise-free and noisy
     python -m dmbir_edu.experiments defaults              # defaults vs a grid around them, VALIDATION
     python -m dmbir_edu.experiments steps --steps 100 300 1000 --depth 8   # step-count curve, VALIDATION
+    python -m dmbir_edu.experiments beyond                # chapter "Beyond TV along z": ISCS, perpendicular, slab priors
+    python -m dmbir_edu.experiments beyond --split validation --iscs 2 4 8   # its choices, on VALIDATION
 
 Every method runs with its own defaults (lam and rho scale with the operator); ``PARAMS`` holds
 only per-experiment choices. Both were chosen on ``data.VALIDATION_SEEDS``, never on the test
@@ -40,6 +42,23 @@ from .reconstruct import DIFFUSION_METHODS, reconstruct
 VARIANTS = {"dmbir_reset": "diffusionmbir"}
 VARIANT_KWARGS = {"dmbir_reset": dict(reset_admm=True)}      # what makes a variant what it is
 METHODS = ("fbp", "admm_tv", "slicewise", "diffusionmbir", "dmbir_reset", "dds")
+
+# Chapter "Beyond TV along z" (book/10_beyond.ipynb): what came after DiffusionMBIR, each a DDS run
+# (50 steps, 1 NFE per slice per step) that makes the slices agree in another way. A value naming a
+# shipped prior ("prior", "prior_perp") is loaded when the row runs. ISCS_PERIOD (anchor spacing of
+# the ISCS noise) and PERP_EVERY (every 2nd step on the coronal prior) were chosen on the validation
+# phantoms (``beyond --split validation``; book appendix "Validation").
+ISCS_PERIOD, PERP_EVERY = 4, 2
+BEYOND = {
+    "dds_2d": dict(axes=None),                                  # DDS with no coupling at all: the control
+    "dds_iscs": dict(axes=None, iscs=ISCS_PERIOD),              # ISCS instead of TV along z
+    "dds_tv_iscs": dict(iscs=ISCS_PERIOD),                      # ISCS and TV along z
+    "tpdm": dict(axes=None, prior_perp="coronal64", plane="coronal", perp_every=PERP_EVERY),  # perpendicular prior
+    "slab": dict(axes=None, prior="slab64"),                    # 3 adjacent slices as channels, blended
+}
+VARIANTS |= {label: "dds" for label in BEYOND}
+VARIANT_KWARGS |= BEYOND
+BEYOND_METHODS = ("admm_tv", "slicewise", "diffusionmbir", "dds", *BEYOND)
 
 
 def method_of(label):
@@ -219,15 +238,27 @@ def run(task, settings, methods=METHODS, size=64, n_volumes=4, n_steps=None, see
                     label = "adjoint"                                    # zero-filled for MRI
                 kw = dict(VARIANT_KWARGS.get(label, {})) if defaults else method_kwargs(task, label, n_steps)
                 kw |= (overrides or {}).get(label, {})
+                call = {k: load_prior(v, device=device) if k in ("prior", "prior_perp") else v for k, v in kw.items()}
                 t0 = time.perf_counter()
-                x_hat = reconstruct(y, A, method_of(label), prior=prior, generator=torch.Generator().manual_seed(seed),
-                                    progress=progress, **kw)
+                x_hat = reconstruct(y, A, method_of(label), prior=call.pop("prior", prior),
+                                    generator=torch.Generator().manual_seed(seed), progress=progress, **call)
                 rows.append(dict(task=task, setting=setting, method=label, volume=name, noise=noise_label(task, noise),
-                                 seconds=time.perf_counter() - t0, kwargs=kw,
+                                 seconds=time.perf_counter() - t0, kwargs=kw, nfe_per_slice=nfe_per_slice(label, kw),
                                  **metrics.per_axis(x_hat.float().cpu(), x.cpu())))
                 if keep:
                     rows[-1].update(x_hat=x_hat.float().cpu(), x=x.cpu())
     return rows
+
+
+def nfe_per_slice(label, kw):
+    """Network evaluations per axial slice of one row: DiffusionMBIR and slice-wise 2N - 1 (predictor
+    and corrector, no corrector after the last step), DDS N; a slab prior's N runs of 3 slices count
+    as N per slice (one run per slice, less 2 at the ends); 0 without a prior."""
+    method = method_of(label)
+    if method not in DIFFUSION_METHODS:
+        return 0
+    n = kw["n_steps"]
+    return n if method == "dds" else 2 * n - (kw.get("corrector_sigma", "next") == "next")
 
 
 NOISE_SEED_OFFSET = 1_000_003   # the measurement noise's generator is seeded with seed + this
@@ -347,13 +378,44 @@ def step_curve(task, setting, steps, depth=None, n_volumes=1, size=64, prior=Non
     return curve
 
 
+def beyond(views=8, methods=None, n_volumes=1, split="test", iscs=(ISCS_PERIOD,), depth=None, seed=0, device="cpu",
+           save=None, n_steps=None):
+    """The table of chapter "Beyond TV along z": sparse-view CT at ``views`` on whole phantom volumes
+    (the coronal prior needs the full 64^3 cube), every ``BEYOND_METHODS`` row; ``split``
+    "validation" runs on ``data.VALIDATION_SEEDS`` (where ISCS_PERIOD was chosen) and reports
+    each ISCS row once per anchor spacing in ``iscs``. ``n_steps``: fewer steps for quick runs
+    (default: each sampler's own). Prints the table and NFE per slice."""
+    methods = list(methods or BEYOND_METHODS)
+    seeds = data.VALIDATION_SEEDS if split == "validation" else None
+    common = dict(n_volumes=n_volumes, seeds=seeds, depth=depth, seed=seed, progress=False, device=device, n_steps=n_steps)
+    print(f"beyond: sparse-view CT, {views} views, {split} phantoms x {n_volumes}, noise-free, seed {seed}", flush=True)
+    rows = []
+    for label in methods:
+        periods = iscs if "iscs" in BEYOND.get(label, {}) else [None]
+        for P in periods:
+            over = {label: dict(iscs=P)} if P is not None else None
+            new = run("sparse_view", [views], [label], overrides=over, **common)
+            mean = mean_psnr(new, label)
+            for r in new:
+                r["method"] = label if P is None or len(periods) == 1 else f"{label}_P{P}"
+            rows += new
+            print(f"  {rows[-1]['method']:<16} mean PSNR {mean:.2f} dB  "
+                  f"{sum(r['seconds'] for r in new) / len(new):.0f} s/vol", flush=True)
+    print(table(rows), flush=True)
+    print("NFE per slice: " + ", ".join(f"{r['method']} {r['nfe_per_slice']}" for r in rows[::n_volumes]))
+    if save:
+        with open(save, "w") as f:
+            json.dump(rows, f, indent=1, default=str)
+    return rows
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(
         prog="python -m dmbir_edu.experiments", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Per-axis PSNR / SSIM tables on held-out volumes (sparse_view, limited_angle, mri, all); "
                     "'defaults' compares each method's defaults with a grid around them and 'steps' draws PSNR "
                     "against the step count, both on VALIDATION volumes.")
-    p.add_argument("task", choices=["sparse_view", "limited_angle", "mri", "all", "defaults", "steps"],
+    p.add_argument("task", choices=["sparse_view", "limited_angle", "mri", "all", "defaults", "steps", "beyond"],
                    help="what to run")
     p.add_argument("sub_task", nargs="?", default=None, choices=list(JOBS),
                    help="'defaults': only this task (default: every task); 'steps': its task (default: sparse_view; "
@@ -363,7 +425,8 @@ def main(argv=None):
     p.add_argument("--accel", nargs="+", default=JOBS["mri"], help="MRI masks, e.g. uniform1d-x4 vd2d-x8")
     p.add_argument("--methods", nargs="+", default=None,
                    help=f"table rows (default: {' '.join(METHODS)}; for 'defaults': {' '.join(DEFAULTS_METHODS)})")
-    p.add_argument("--volumes", type=int, default=4, help="number of held-out volumes per task (CT)")
+    p.add_argument("--volumes", type=int, default=None,
+                   help="number of held-out volumes per task (CT); default 4, and 1 for 'beyond' (whole 64^3 volumes)")
     p.add_argument("--steps", type=int, nargs="+", default=None,
                    help="diffusion steps (default: each method's PARAMS / default); several values for 'steps'")
     p.add_argument("--depth", type=int, default=None,
@@ -383,6 +446,9 @@ def main(argv=None):
     p.add_argument("--prior", default=None,
                    help="the 2D prior (a name of dmbir_edu.available_priors()); default: phantom64 on phantoms, "
                         "on real volumes the prior of the task's modality (ct64 for CT, mr64 for MRI)")
+    p.add_argument("--iscs", type=int, nargs="+", default=None,
+                   help=f"'beyond': ISCS anchor spacings to run (default: ISCS_PERIOD = {ISCS_PERIOD}); several for the "
+                        "validation choice")
     p.add_argument("--per-volume", action="store_true", help="one table line per volume (default: mean over volumes)")
     p.add_argument("--save", default=None, help="also write every row (metrics, seconds, kwargs) to this JSON file")
     a = p.parse_args(argv)
@@ -399,6 +465,10 @@ def main(argv=None):
                        size=a.size, prior=prior, device=a.device, print_fn=functools.partial(print, flush=True),
                        source=a.data, noise=a.noise[0])
         return
+    if a.task == "beyond":
+        beyond(a.views[0] if a.views != JOBS["sparse_view"] else 8, a.methods, a.volumes or 1, a.split, a.iscs or [ISCS_PERIOD],
+               a.depth, a.seed, a.device, a.save, a.steps[0] if a.steps else None)
+        return
     if a.task == "steps":
         task = a.sub_task or "sparse_view"
         step_curve(task, jobs[task][0], a.steps or [100, 300, 1000], a.depth, prior=prior, device=a.device,
@@ -408,7 +478,7 @@ def main(argv=None):
     print(f"data: {a.data} ({a.split + ' volumes' if a.data == 'real' else 'held-out phantoms; MRI: the MNI152 brain'}), "
           f"noise: {' / '.join(a.noise)}, seed {a.seed}", flush=True)
     rows = [row for noise in a.noise for row in
-            run_all(jobs, methods, size=a.size, n_volumes=a.volumes, n_steps=a.steps[0] if a.steps else None,
+            run_all(jobs, methods, size=a.size, n_volumes=a.volumes or 4, n_steps=a.steps[0] if a.steps else None,
                     depth=a.depth, seed=a.seed, prior=prior, progress=False, device=a.device, source=a.data,
                     split=a.split, noise=noise)]
     print(table(rows, a.per_volume), flush=True)

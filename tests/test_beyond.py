@@ -129,3 +129,21 @@ def test_slab_prior_starts_as_the_2d_prior():
                                    rtol=0, atol=1e-5)
     with pytest.raises(ValueError, match="slabs"):
         slab.denoise(x, 0.1)
+
+
+def test_beyond_command_runs_its_rows(tmp_path, capsys):
+    """``python -m dmbir_edu.experiments beyond`` at a toy size: every requested row once per ISCS
+    spacing, the rows' settings are the package's (``experiments.BEYOND``), NFE per slice counted
+    from the steps, and the saved JSON holds what was printed."""
+    from dmbir_edu import experiments
+
+    out = tmp_path / "rows.json"
+    experiments.main(["beyond", "--split", "validation", "--methods", "dds_2d", "dds_iscs", "--iscs", "2", "4",
+                      "--steps", "2", "--depth", "8", "--save", str(out)])
+    printed = capsys.readouterr().out
+    rows = __import__("json").loads(out.read_text())
+    assert [r["method"] for r in rows] == ["dds_2d", "dds_iscs_P2", "dds_iscs_P4"]
+    assert [r["kwargs"].get("iscs") for r in rows] == [None, 2, 4]
+    assert all(r["kwargs"]["axes"] is None and r["nfe_per_slice"] == 2 for r in rows)
+    assert all(r["volume"] == f"phantom {dm.data.VALIDATION_SEEDS[0]}" for r in rows)
+    assert "dds_iscs_P4" in printed and "NFE per slice" in printed
