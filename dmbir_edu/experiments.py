@@ -7,7 +7,7 @@
     python -m dmbir_edu.experiments all --data real        # the real CT / MR test volumes, noise-free and noisy
     python -m dmbir_edu.experiments defaults              # defaults vs a grid around them, VALIDATION
     python -m dmbir_edu.experiments steps --steps 100 300 1000 --depth 8   # step-count curve, VALIDATION
-    python -m dmbir_edu.experiments beyond                # chapter "Beyond TV along z": ISCS, perpendicular, slab priors
+    python -m dmbir_edu.experiments beyond                # chapter "Beyond TV along z": ISCS, TPDM, slab prior
     python -m dmbir_edu.experiments beyond --split validation --iscs 2 4 8   # its choices, on VALIDATION
 
 Every method runs with its own defaults (lam and rho scale with the operator); ``PARAMS`` holds
@@ -291,8 +291,8 @@ def table(rows, per_volume=False):
     lines = [head, " " * sum(widths) + "".join(f"{'PSNR  SSIM':>16}" for _ in metrics.AXES), "-" * len(head)]
     for key in dict.fromkeys(tuple(r.get(f, "noise-free") for f in fields) for r in rows):
         group = [r for r in rows if tuple(r.get(f, "noise-free") for f in fields) == key]
-        cells = "".join(f"{sum(r[a]['psnr'] for r in group) / len(group):>10.2f}{sum(r[a]['ssim'] for r in group) / len(group):>6.3f}"
-                        for a in metrics.AXES)
+        mean = lambda a, m: sum(r[a][m] for r in group) / len(group)
+        cells = "".join(f"{mean(a, 'psnr'):>10.2f}{mean(a, 'ssim'):>6.3f}" for a in metrics.AXES)
         secs = sum(r["seconds"] for r in group) / len(group)
         lines.append("".join(f"{str(k):<{w}}" for k, w in zip(key, widths)) + f"{cells}{secs:>8.1f}  {len(group)}")
     return "\n".join(lines)
@@ -329,7 +329,8 @@ def defaults_check(jobs=JOBS, methods=DEFAULTS_METHODS, depth=8, n_volumes=1, si
                    print_fn=print, source="phantom", noise="none"):
     """Every method with bare defaults vs the best point of ``DEFAULTS_GRID`` (the default included),
     per task, on the VALIDATION volumes (phantom seeds, or with ``source="real"`` the real
-    validation volumes); returns rows (task, setting, method, baseline, default, tuned, best point) and prints one line per cell as it goes. The baseline is FBP (CT) or zero-filled (MRI)."""
+    validation volumes); returns rows (task, setting, method, baseline, default, tuned, best point)
+    and prints one line per cell as it goes. The baseline is FBP (CT) or zero-filled (MRI)."""
     common = dict(size=size, n_volumes=n_volumes, seeds=data.VALIDATION_SEEDS, depth=depth, progress=False,
                   prior=prior, device=device, defaults=True, source=source, split="validation", noise=noise)
     out = []
@@ -347,8 +348,9 @@ def defaults_check(jobs=JOBS, methods=DEFAULTS_METHODS, depth=8, n_volumes=1, si
                 best = max(tried, key=tried.get)
                 out.append(dict(task=task, setting=setting, method=method, baseline=mean_psnr(base, base[0]["method"]),
                                 default=d, tuned=tried[best], best=best, tried=tried))
-                print_fn(f"{task:<14}{str(setting):<13}{noise_label(task, noise):<12}{method:<14} baseline {out[-1]['baseline']:6.2f}  default {d:6.2f}"
-                         f"  tuned {tried[best]:6.2f} ({best})  gap {tried[best] - d:5.2f} dB   [" +
+                print_fn(f"{task:<14}{str(setting):<13}{noise_label(task, noise):<12}{method:<14} "
+                         f"baseline {out[-1]['baseline']:6.2f}  default {d:6.2f}  tuned {tried[best]:6.2f} ({best})  "
+                         f"gap {tried[best] - d:5.2f} dB   [" +
                          ", ".join(f"{k}: {v:.2f}" for k, v in tried.items()) + "]")
     return out
 
@@ -367,14 +369,16 @@ def step_curve(task, setting, steps, depth=None, n_volumes=1, size=64, prior=Non
     common = dict(size=size, n_volumes=n_volumes, seeds=data.VALIDATION_SEEDS, depth=depth, progress=progress,
                   device=device, source=source, split="validation", noise=noise)
     baseline = run(task, [setting], ["admm_tv"], **common)
-    print(f"{task} {setting} {noise_label(task, noise)} admm_tv: mean PSNR {mean_psnr(baseline, 'admm_tv'):.2f} dB", flush=True)
+    print(f"{task} {setting} {noise_label(task, noise)} admm_tv: mean PSNR {mean_psnr(baseline, 'admm_tv'):.2f} dB",
+          flush=True)
     curve = {}
     for n_steps, label in itertools.product(steps, STEP_VARIANTS):
         rows = run(task, [setting], [label], n_steps=n_steps, prior=prior, **common)
         curve[n_steps, label] = mean_psnr(rows, label)
         axes = "  ".join(f"{a} {mean_psnr(rows, label, (a,)):.2f}" for a in metrics.AXES)
-        print(f"{task} {setting} {noise_label(task, noise)} {n_steps:>5} steps  {label:<28} mean PSNR {curve[n_steps, label]:.2f} dB  "
-              f"({axes})  {sum(r['seconds'] for r in rows) / len(rows):.0f} s/vol", flush=True)
+        print(f"{task} {setting} {noise_label(task, noise)} {n_steps:>5} steps  {label:<28} "
+              f"mean PSNR {curve[n_steps, label]:.2f} dB  ({axes})  "
+              f"{sum(r['seconds'] for r in rows) / len(rows):.0f} s/vol", flush=True)
     return curve
 
 
@@ -387,7 +391,8 @@ def beyond(views=8, methods=None, n_volumes=1, split="test", iscs=(ISCS_PERIOD,)
     (default: each sampler's own). Prints the table and NFE per slice."""
     methods = list(methods or BEYOND_METHODS)
     seeds = data.VALIDATION_SEEDS if split == "validation" else None
-    common = dict(n_volumes=n_volumes, seeds=seeds, depth=depth, seed=seed, progress=False, device=device, n_steps=n_steps)
+    common = dict(n_volumes=n_volumes, seeds=seeds, depth=depth, seed=seed, progress=False, device=device,
+                  n_steps=n_steps)
     print(f"beyond: sparse-view CT, {views} views, {split} phantoms x {n_volumes}, noise-free, seed {seed}", flush=True)
     rows = []
     for label in methods:
@@ -421,7 +426,8 @@ def main(argv=None):
                    help="'defaults': only this task (default: every task); 'steps': its task (default: sparse_view; "
                         "its first setting is used)")
     p.add_argument("--views", type=int, nargs="+", default=JOBS["sparse_view"], help="sparse-view CT: number of views")
-    p.add_argument("--arc", type=float, nargs="+", default=JOBS["limited_angle"], help="limited-angle CT: arc in degrees")
+    p.add_argument("--arc", type=float, nargs="+", default=JOBS["limited_angle"],
+                   help="limited-angle CT: arc in degrees")
     p.add_argument("--accel", nargs="+", default=JOBS["mri"], help="MRI masks, e.g. uniform1d-x4 vd2d-x8")
     p.add_argument("--methods", nargs="+", default=None,
                    help=f"table rows (default: {' '.join(METHODS)}; for 'defaults': {' '.join(DEFAULTS_METHODS)})")
@@ -435,8 +441,9 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0, help="seed of the samplers' noise")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
     p.add_argument("--data", choices=["phantom", "real"], default="phantom",
-                   help="volumes: the procedural phantoms (and the MNI152 brain for MRI), or the real CT and MR volumes "
-                        "(data.REAL_SPLITS: test volumes for tables, validation volumes for 'defaults' and 'steps')")
+                   help="volumes: the procedural phantoms (and the MNI152 brain for MRI), or the real CT and MR "
+                        "volumes (data.REAL_SPLITS: test volumes for tables, validation volumes for 'defaults' and "
+                        "'steps')")
     p.add_argument("--split", choices=["test", "validation"], default="test",
                    help="with --data real, the tables' volumes: the test volumes, or the validation volumes "
                         "(reported as such: settings are chosen on them)")
@@ -447,8 +454,8 @@ def main(argv=None):
                    help="the 2D prior (a name of dmbir_edu.available_priors()); default: phantom64 on phantoms, "
                         "on real volumes the prior of the task's modality (ct64 for CT, mr64 for MRI)")
     p.add_argument("--iscs", type=int, nargs="+", default=None,
-                   help=f"'beyond': ISCS anchor spacings to run (default: ISCS_PERIOD = {ISCS_PERIOD}); several for the "
-                        "validation choice")
+                   help=f"'beyond': ISCS anchor spacings to run (default: ISCS_PERIOD = {ISCS_PERIOD}); "
+                        "several for the validation choice")
     p.add_argument("--per-volume", action="store_true", help="one table line per volume (default: mean over volumes)")
     p.add_argument("--save", default=None, help="also write every row (metrics, seconds, kwargs) to this JSON file")
     a = p.parse_args(argv)
@@ -466,8 +473,9 @@ def main(argv=None):
                        source=a.data, noise=a.noise[0])
         return
     if a.task == "beyond":
-        beyond(a.views[0] if a.views != JOBS["sparse_view"] else 8, a.methods, a.volumes or 1, a.split, a.iscs or [ISCS_PERIOD],
-               a.depth, a.seed, a.device, a.save, a.steps[0] if a.steps else None)
+        views = a.views[0] if a.views != JOBS["sparse_view"] else 8
+        beyond(views, a.methods, a.volumes or 1, a.split, a.iscs or [ISCS_PERIOD], a.depth, a.seed, a.device, a.save,
+               a.steps[0] if a.steps else None)
         return
     if a.task == "steps":
         task = a.sub_task or "sparse_view"
@@ -475,7 +483,8 @@ def main(argv=None):
                    source=a.data, noise=a.noise[0])
         return
     jobs = {task: settings for task, settings in jobs.items() if a.task in (task, "all")}
-    print(f"data: {a.data} ({a.split + ' volumes' if a.data == 'real' else 'held-out phantoms; MRI: the MNI152 brain'}), "
+    which = a.split + " volumes" if a.data == "real" else "held-out phantoms; MRI: the MNI152 brain"
+    print(f"data: {a.data} ({which}), "
           f"noise: {' / '.join(a.noise)}, seed {a.seed}", flush=True)
     rows = [row for noise in a.noise for row in
             run_all(jobs, methods, size=a.size, n_volumes=a.volumes or 4, n_steps=a.steps[0] if a.steps else None,

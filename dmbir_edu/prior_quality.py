@@ -50,8 +50,9 @@ def denoising_table(prior, sigmas=SIGMAS, seed=0, per_volume=8, modality="phanto
     """{sigma: {"noisy", "tv", "tv_weight", "prior"}} mean PSNR (dB) over held-out slices.
 
     ``modality`` "phantom": slices of the ``data.TEST_SEEDS`` phantoms, TV tuned on the
-    ``VALIDATION_SEEDS`` ones (``plane`` and ``slab`` as the prior was trained: ``held_out_slices``). "ct" / "mr": {"validation": table, "test": table} on 32 slices of the
-    real validation and test volumes, TV tuned on the validation slices for both."""
+    ``VALIDATION_SEEDS`` ones (``plane`` and ``slab`` as the prior was trained: ``held_out_slices``).
+    "ct" / "mr": {"validation": table, "test": table} on 32 slices of the real validation and test
+    volumes, TV tuned on the validation slices for both."""
     if modality != "phantom":
         val, test = (real_slices(modality, split, prior.image_size) for split in ("validation", "test"))
         return {"validation": _table(prior, val, val, sigmas, seed), "test": _table(prior, val, test, sigmas, seed)}

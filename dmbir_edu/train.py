@@ -62,8 +62,9 @@ def phantom_slices(k, g, n, image_size, slices_per_volume=16, plane="axial", sla
 
 
 def augment(x0, g, max_rotation=10.0, max_scale=0.1, gain=0.1, vflip=False):
-    """A random left-right flip (and up-down with ``vflip``: not anatomy a scanner shows), a rotation in [-max_rotation, max_rotation] degrees, a zoom in
-    [1 - max_scale, 1 + max_scale] and an intensity gain in [1 - gain, 1 + gain], one draw per slice
+    """A random left-right flip (and up-down with ``vflip``: not anatomy a scanner shows), a rotation
+    in [-max_rotation, max_rotation] degrees, a zoom in [1 - max_scale, 1 + max_scale] and an
+    intensity gain in [1 - gain, 1 + gain], one draw per slice
     (bilinear resampling, zeros outside, clipped to [0, 1]). x0: (B, H, W)."""
     B = x0.shape[0]
     u = lambda: 2 * torch.rand(B, generator=g) - 1                       # uniform on [-1, 1]
@@ -83,8 +84,9 @@ def training_batch(k, seed, batch_size, image_size, slices=None, phantom_fractio
     """Batch k: (batch_size, slab, H, W) clean slices, and the generator that drew them.
 
     ``slices`` None: phantom slices of ``plane`` (runs of ``slab`` adjacent ones as channels) with
-    random flips (the phantom family's own variety needs no more). Otherwise ``slices`` (N, H, W) are the real training slices: a random pick, augmented
-    with ``augment(**aug)``, the first ``round(phantom_fraction * batch_size)`` replaced by phantoms."""
+    random flips (the phantom family's own variety needs no more). Otherwise ``slices`` (N, H, W)
+    are the real training slices: a random pick, augmented with ``augment(**aug)``, the first
+    ``round(phantom_fraction * batch_size)`` replaced by phantoms."""
     g = torch.Generator().manual_seed(seed * 1_000_003 + k)
     if slices is None:
         x0 = phantom_slices(k, g, batch_size, image_size, plane=plane, slab=slab)
@@ -180,8 +182,9 @@ def train(run_dir, steps, source="phantom", modality=None, init=None, config=DEF
 
     ``plane`` "coronal" / "sagittal": a prior of perpendicular slices (TPDM-style, chapter "Beyond TV
     along z"); ``slab`` k > 1: a prior of runs of k adjacent axial slices (DiffusionBlend-style,
-    ``prior.SlabConvIn``), started from a 2D ``init`` by ``widen``; a batch is ``batch_size`` runs. Both on phantoms only: the phantoms are cubes,
-    while a real volume's depth differs from its in-plane size (its coronal slices are not square).
+    ``prior.SlabConvIn``), started from a 2D ``init`` by ``widen``; a batch is ``batch_size`` runs.
+    Both on phantoms only: the phantoms are cubes, while a real volume's depth differs from its
+    in-plane size (its coronal slices are not square).
 
     Returns the EMA ``Prior`` (the weights used at inference).
     """
@@ -230,7 +233,8 @@ def train(run_dir, steps, source="phantom", modality=None, init=None, config=DEF
     val = validation_slices(val_modality, prior.image_size, plane=plane, slab=slab) if eval_every else None
     log, curve = _appending(run_dir / "log.csv", "step,loss,images_per_s,elapsed_s", start), None
     if val is not None:
-        curve = _appending(run_dir / "curve.csv", "step,images_seen," + ",".join(f"psnr_sigma_{s}" for s in CURVE_SIGMAS), start)
+        header = "step,images_seen," + ",".join(f"psnr_sigma_{s}" for s in CURVE_SIGMAS)
+        curve = _appending(run_dir / "curve.csv", header, start)
         if start == 0:
             curve.write(",".join(map(str, [0, 0, *(f"{v:.3f}" for v in denoising_psnr(ema.eval(), val))])) + "\n")
             curve.flush()
@@ -348,22 +352,24 @@ def export(run_dir, name, command, checkpoint="last", compared=()):
         described = f"{what} of dmbir_edu.data.phantom(seed), seeds from 0 (2 volumes per step), seed={args['seed']}"
     else:
         a = args["aug"]
-        described = (f"the scan's own axial slices of {', '.join(args['train_volumes'])} ({args['train_slices']} slices) at "
-                     f"{args['config']['sample_size']}x{args['config']['sample_size']}, augmented by random left-right flips"
+        n = args['config']['sample_size']
+        described = (f"the scan's own axial slices of {', '.join(args['train_volumes'])} "
+                     f"({args['train_slices']} slices) at {n}x{n}, augmented by random left-right flips"
                      + (", up-down flips" if a.get("vflip") else "")
                      + (f", rotations up to {a['max_rotation']:g} degrees" if a.get("max_rotation") else "")
                      + (f", zooms up to {100 * a['max_scale']:g}%" if a.get("max_scale") else "")
                      + (f", intensity gains up to {100 * a['gain']:g}%" if a.get("gain") else "")
                      + f"; phantom fraction {args['phantom_fraction']:g}; seed {args['seed']}")
     card = dict(name=name, unet=args["config"], sigma_min=args["sigma_min"], sigma_max=args["sigma_max"],
-                modality=modality, plane=plane, slab=slab, steps=int(state["step"]), checkpoint=checkpoint, batch_size=args["batch_size"],
+                modality=modality, plane=plane, slab=slab, steps=int(state["step"]), checkpoint=checkpoint,
+                batch_size=args["batch_size"],
                 images_seen=int(state["step"]) * args["batch_size"], data=described, init=args.get("init"),
                 train_volumes=args.get("train_volumes"), validation_volumes=args.get("validation_volumes"),
                 test_volumes=list(data.REAL_SPLITS[modality]["test"]) if modality in data.REAL_SPLITS
                 else [f"phantoms of data.TEST_SEEDS {list(data.TEST_SEEDS)}"],
                 training_command=command, training_seconds=round(training_seconds(run_dir / "log.csv")),
-                machine=sorted(set((run_dir / "machine.txt").read_text().splitlines())) if (run_dir / "machine.txt").exists()
-                else None, parameters=sum(v.numel() for v in net.values()),
+                machine=sorted(set((run_dir / "machine.txt").read_text().splitlines()))
+                if (run_dir / "machine.txt").exists() else None, parameters=sum(v.numel() for v in net.values()),
                 sha256=sha256(path), quality={}, loss_log=f"{name}.log.csv")
     shutil.copyfile(run_dir / "log.csv", WEIGHTS_DIR / f"{name}.log.csv")
     if (run_dir / "curve.csv").exists():
@@ -377,7 +383,8 @@ def export(run_dir, name, command, checkpoint="last", compared=()):
                                           phantom_fraction=other_args["phantom_fraction"],
                                           learning_curve=f"{name}.{other.name}.curve.csv"))
     (WEIGHTS_DIR / f"{name}.json").write_text(json.dumps(card, indent=1) + "\n")
-    card["quality"] = {"denoising_psnr_db": denoising_table(load_prior(name), modality=modality, plane=plane, slab=slab),
+    table = denoising_table(load_prior(name), modality=modality, plane=plane, slab=slab)
+    card["quality"] = {"denoising_psnr_db": table,
                        "measured_by": "dmbir_edu.prior_quality.denoising_table (TV weight tuned on validation "
                                       "slices; validation and test slices of whole held-out volumes)"}
     (WEIGHTS_DIR / f"{name}.json").write_text(json.dumps(card, indent=1) + "\n")
@@ -407,7 +414,8 @@ def main(argv=None):
     p.add_argument("--max-scale", type=float, default=0.1, help="real data: largest zoom in or out (0.1: +-10%%)")
     p.add_argument("--gain", type=float, default=0.1, help="real data: largest intensity gain (0.1: x0.9 to x1.1)")
     p.add_argument("--eval-every", type=int, default=100,
-                   help="steps between points of the learning curve (0: none); a multiple of 100 (the checkpoint interval)")
+                   help="steps between points of the learning curve (0: none); a multiple of 100 "
+                        "(the checkpoint interval)")
     p.add_argument("--plane", choices=data.PLANES, default="axial",
                    help="the slices the prior learns: axial, or coronal / sagittal for a perpendicular prior "
                         "(phantoms only)")
@@ -438,7 +446,8 @@ def main(argv=None):
     if a.eval_every % 100:
         p.error("--eval-every must be a multiple of 100 (the checkpoint interval)")
     train(a.run, a.steps, source=a.data, modality=a.modality, init=a.init, batch_size=a.batch_size, lr=a.lr,
-          phantom_fraction=a.phantom_fraction, aug=dict(max_rotation=a.max_rotation, max_scale=a.max_scale, gain=a.gain),
+          phantom_fraction=a.phantom_fraction,
+          aug=dict(max_rotation=a.max_rotation, max_scale=a.max_scale, gain=a.gain),
           eval_every=a.eval_every, seed=a.seed, device=a.device, plane=a.plane, slab=a.slab)
 
 

@@ -297,7 +297,8 @@ def volume_viewer(volumes, error_ref=None, error_vmax=None, step=1, scale=3, vmi
         errors = {name: np.abs(a - ref) for name, a in arrays.items() if a is not ref and name != error_ref}
         top = error_vmax or max(float(e.max()) for e in errors.values()) or 1.0
         errors = {name: np.clip(e / top, 0, 1) for name, e in errors.items()}       # grey: black 0, white error_vmax
-        titles += [f"|{name} - {error_ref if isinstance(error_ref, str) else 'ref'}| (white: {top:.2g})" for name in errors]
+        ref_name = error_ref if isinstance(error_ref, str) else "ref"
+        titles += [f"|{name} - {ref_name}| (white: {top:.2g})" for name in errors]
 
     def panels(axis, i):
         take = lambda v: np.take(v, i, axis=axis)
@@ -312,7 +313,8 @@ def volume_viewer(volumes, error_ref=None, error_vmax=None, step=1, scale=3, vmi
                               selected_index=len(index) // 2)
         slider = widgets.IntSlider(value=len(index) // 2, min=0, max=len(index) - 1, description=f"{view} slice",
                                    readout=False, style={"description_width": "initial"})
-        where = widgets.Dropdown(options=[(f"{'zyx'[axis]} = {i}", k) for k, i in enumerate(index)], value=len(index) // 2)
+        where = widgets.Dropdown(options=[(f"{'zyx'[axis]} = {i}", k) for k, i in enumerate(index)],
+                                 value=len(index) // 2)
         where.layout.width = "max-content"
         widgets.jslink((slider, "value"), (stack, "selected_index"))
         widgets.jslink((slider, "value"), (where, "index"))

@@ -123,7 +123,8 @@ def test_slab_prior_starts_as_the_2d_prior():
     two_d = dm.load_prior("phantom64")
     slab = dm.prior.Prior(two_d.config, two_d.sigma_min, two_d.sigma_max, slab=3).eval()
     slab.net.load_state_dict(widen(two_d.net.state_dict(), 3))
-    x = dm.data.phantom(dm.data.VALIDATION_SEEDS[0], 64)[30:36] + 0.1 * torch.randn(6, 64, 64, generator=torch.Generator().manual_seed(0))
+    noise = 0.1 * torch.randn(6, 64, 64, generator=torch.Generator().manual_seed(0))
+    x = dm.data.phantom(dm.data.VALIDATION_SEEDS[0], 64)[30:36] + noise
     with torch.no_grad():
         torch.testing.assert_close(slab.denoise(x.reshape(2, 3, 64, 64), 0.1).reshape(6, 64, 64), two_d.denoise(x, 0.1),
                                    rtol=0, atol=1e-5)
