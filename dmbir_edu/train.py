@@ -348,7 +348,8 @@ def export(run_dir, name, command, checkpoint="last", compared=()):
     modality = source if source in ("ct", "mr") else args.get("modality") or "phantom"
     plane, slab = args.get("plane", "axial"), args.get("slab", 1)
     if source == "phantom":
-        what = f"{plane} 64x64 slices" if slab == 1 else f"runs of {slab} adjacent {plane} 64x64 slices (as channels)"
+        what = (f"{plane} 64x64 slices" if slab == 1 else
+                f"runs of {slab} adjacent {plane} 64x64 slices (the 2D network on each, prior.SlabConvIn mixing them)")
         described = f"{what} of dmbir_edu.data.phantom(seed), seeds from 0 (2 volumes per step), seed={args['seed']}"
     else:
         a = args["aug"]
