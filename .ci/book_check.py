@@ -98,6 +98,10 @@ def check_page(browser, html, timeout):
     report["maths"] = browser.evaluate(MATH)
     report["live_sliders"] = browser.evaluate("document.querySelectorAll('.widget-interact .widget-slider').length")
     move_sliders(browser, report)
+    # the buttons shown pressed at first were seen with the sliders above: not pressed again (a Stack
+    # re-renders a page it shows again, with its slider already at the end)
+    browser.evaluate("document.querySelectorAll('.widget-toggle-buttons button.mod-active')"
+                     ".forEach(b => b.dataset.checked = '1')")
     while browser.evaluate(TOGGLES):
         button = browser.evaluate(TOGGLE)
         before = browser.evaluate(BOX_PICTURES)

@@ -67,7 +67,8 @@ class SlabConvIn(nn.Module):
         nn.init.zeros_(self.mix.bias)
 
     def forward(self, h):
-        B = h.shape[0] // self.k                           # h: (B k, 1, H, W), the slabs' slices in order
+        """conv_in(h) + mix(h seen as B slabs): h is (B k, C_in, H, W), the slabs' slices in order."""
+        B = h.shape[0] // self.k
         m = self.mix(h.reshape(B, self.k, *h.shape[-2:]))  # (B, k C, H, W)
         return self.base(h) + m.reshape(B * self.k, -1, *h.shape[-2:])
 

@@ -265,7 +265,7 @@ def _mosaic_png(panels, gap=2):
 def volume_viewer(volumes, error_ref=None, error_vmax=None, step=1, scale=3, vmin=0.0, vmax=1.0):
     """A kernel-free viewer of several 3D volumes side by side: a choice of axis (axial, coronal,
     sagittal) and, for each, a slider through its slices; with ``error_ref`` (a key of ``volumes``
-    or a volume) the error maps |x - ref| follow on the same row, in grey from 0 (black) to
+    or a volume) the error maps ``|x - ref|`` follow on the same row, in grey from 0 (black) to
     ``error_vmax`` (white; default the largest error).
 
     Every picture is rendered here, once (a PNG per axis and slice position, every ``step``-th
