@@ -14,6 +14,7 @@ Explained in: chapter "Making it fast" (book/09_speed.ipynb).
 """
 import argparse
 import copy
+import functools
 import json
 import os
 import platform
@@ -27,7 +28,7 @@ import torch
 
 from . import data, metrics
 from .ct import ParallelBeamCT, sparse_view_angles
-from .experiments import method_kwargs
+from .experiments import method_kwargs, nfe_per_slice
 from .mbir import ADMMState, admm_tv_step, tv_operators
 from .operators import scaled_defaults
 from .prior import load_prior
@@ -100,8 +101,9 @@ def mbir_step_time(A, x, y, n_cg, repeats=5):
     return timeit(lambda: admm_tv_step(x, state, y, A, D, lam, rho, n_cg, ATy), repeats, sync=x.device)
 
 
-NFE = {"fbp": lambda kw: 0, "admm_tv": lambda kw: 0, "dds": lambda kw: kw["n_steps"],
-       "diffusionmbir": lambda kw: 2 * kw["n_steps"] - 1, "slicewise": lambda kw: 2 * kw["n_steps"] - 1}
+# Network evaluations per slice of each method, from its keyword arguments (one count for the
+# package: ``experiments.nfe_per_slice``, which the tables print too).
+NFE = {m: functools.partial(nfe_per_slice, m) for m in ("fbp", "admm_tv", "dds", "diffusionmbir", "slicewise")}
 
 
 def run_one(spec):

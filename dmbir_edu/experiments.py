@@ -56,7 +56,7 @@ BEYOND = {
     "dds_iscs": dict(axes=None, iscs=ISCS_PERIOD),              # ISCS instead of TV along z
     "dds_tv_iscs": dict(iscs=ISCS_PERIOD),                      # ISCS and TV along z
     "tpdm": dict(axes=None, prior_perp="coronal64", plane="coronal", perp_every=PERP_EVERY),  # perpendicular prior
-    "slab": dict(axes=None, prior="slab64"),                    # 3 adjacent slices as channels, blended
+    "slab": dict(axes=None, prior="slab64"),                    # runs of 3 adjacent slices, blended
 }
 VARIANTS |= {label: "dds" for label in BEYOND}
 VARIANT_KWARGS |= BEYOND
@@ -254,8 +254,9 @@ def run(task, settings, methods=METHODS, size=64, n_volumes=4, n_steps=None, see
 
 def nfe_per_slice(label, kw):
     """Network evaluations per axial slice of one row: DiffusionMBIR and slice-wise 2N - 1 (predictor
-    and corrector, no corrector after the last step), DDS N; a slab prior's N runs of 3 slices count
-    as N per slice (one run per slice, less 2 at the ends); 0 without a prior."""
+    and corrector, no corrector after the last step; 2N with the released ``corrector_sigma="current"``),
+    DDS N (a slab prior too: each step denoises a partition into runs, one 2D evaluation per slice);
+    0 without a prior."""
     method = method_of(label)
     if method not in DIFFUSION_METHODS:
         return 0

@@ -16,6 +16,7 @@ Volumes are (D, H, W); the prior sees (chunk, H, W) axial slices only.
 Explained in: chapters "From 2D to 3D" and "DiffusionMBIR for sparse-view CT"
 (book/05_diffusionmbir.ipynb) and "Making it fast" (book/09_speed.ipynb).
 """
+import itertools
 import math
 
 import torch
@@ -66,9 +67,8 @@ def pc_step(x, sigma, sigma_next, prior, snr=0.16, chunk=12, generator=None, cor
     if corrector_sigma not in ("next", "current"):
         raise ValueError(f"corrector_sigma must be 'next' or 'current', got {corrector_sigma!r}")
     sigma_c = sigma_next if corrector_sigma == "next" else sigma
-    n = -(-x.shape[0] // chunk)
     xi_p, xi_c = ((iscs_noise(x, iscs, generator).split(chunk), iscs_noise(x, iscs, generator).split(chunk))
-                  if iscs else ([None] * n, [None] * n))
+                  if iscs else (itertools.repeat(None), itertools.repeat(None)))
     parts = []
     for xc, xp, xq in zip(x.split(chunk), xi_p, xi_c):
         xc = reverse_diffusion_predictor(xc, sigma, sigma_next, prior, generator, xp)

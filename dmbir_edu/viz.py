@@ -214,10 +214,7 @@ def results_table(rows, caption):
                 "NFE / slice": r.get("nfe_per_slice", float("nan")), "s / volume": r["seconds"]} for r in rows]
     df = pd.DataFrame(records).groupby("method", sort=False).mean()
     scores = [c for c in df.columns if c.endswith(("PSNR", "SSIM"))]
-    return (df.style.format({c: "{:.2f}" if c.endswith("PSNR") else "{:.3f}" for c in scores} |
-                            {"NFE / slice": "{:.0f}", "s / volume": "{:.0f}"})
-            .highlight_max(subset=scores, props="font-weight: bold")
-            .set_caption(caption))
+    return styled_table(df, caption, higher=scores, formats={"NFE / slice": "{:.0f}", "s / volume": "{:.0f}"})
 
 
 def styled_table(df, caption, higher=(), lower=(), within=None, formats=None):
