@@ -252,6 +252,27 @@ def run(task, settings, methods=METHODS, size=64, n_volumes=4, n_steps=None, see
     return rows
 
 
+def save_volumes(rows, path):
+    """Write the volumes of ``run(..., keep=True)`` rows to ``path`` (torch file, float16) and remove
+    them from the rows: ``{"x": {volume: truth}, "x_hat": {"task/setting/noise/method/volume": x_hat}}``."""
+    out = {"x": {}, "x_hat": {}}
+    for r in rows:
+        out["x"][r["volume"]] = r.pop("x").half()
+        out["x_hat"][volume_key(r)] = r.pop("x_hat").half()
+    torch.save(out, path)
+
+
+def volume_key(row):
+    """The key of a row's reconstruction in a ``save_volumes`` file."""
+    return "/".join(str(row[f]) for f in ("task", "setting", "noise", "method", "volume"))
+
+
+def load_volumes(path):
+    """The volumes of a ``save_volumes`` file, as float32: (truths by volume, reconstructions by ``volume_key``)."""
+    data = torch.load(path, weights_only=True)
+    return ({k: v.float() for k, v in data["x"].items()}, {k: v.float() for k, v in data["x_hat"].items()})
+
+
 def nfe_per_slice(label, kw):
     """Network evaluations per axial slice of one row: DiffusionMBIR and slice-wise 2N - 1 (predictor
     and corrector, no corrector after the last step; 2N with the released ``corrector_sigma="current"``),
@@ -289,13 +310,13 @@ def table(rows, per_volume=False):
     ``per_volume=True``): a text table with PSNR / SSIM per axis and seconds per volume."""
     fields = ("task", "setting", "noise", "method") + (("volume",) if per_volume else ())
     widths = (14, 13, 12, 15) + ((14,) if per_volume else ())
-    head = "".join(f"{f:<{w}}" for f, w in zip(fields, widths)) + "".join(f"{a:>16}" for a in metrics.AXES) + \
+    head = "".join(f"{f:<{w}}" for f, w in zip(fields, widths)) + "".join(f"{a:>17}" for a in metrics.AXES) + \
         f"{'s/vol':>8}  n"
-    lines = [head, " " * sum(widths) + "".join(f"{'PSNR  SSIM':>16}" for _ in metrics.AXES), "-" * len(head)]
+    lines = [head, " " * sum(widths) + "".join(f"{'PSNR   SSIM':>17}" for _ in metrics.AXES), "-" * len(head)]
     for key in dict.fromkeys(tuple(r.get(f, "noise-free") for f in fields) for r in rows):
         group = [r for r in rows if tuple(r.get(f, "noise-free") for f in fields) == key]
         mean = lambda a, m: sum(r[a][m] for r in group) / len(group)
-        cells = "".join(f"{mean(a, 'psnr'):>10.2f}{mean(a, 'ssim'):>6.3f}" for a in metrics.AXES)
+        cells = "".join(f"{mean(a, 'psnr'):>10.2f}{mean(a, 'ssim'):>7.3f}" for a in metrics.AXES)
         secs = sum(r["seconds"] for r in group) / len(group)
         lines.append("".join(f"{str(k):<{w}}" for k, w in zip(key, widths)) + f"{cells}{secs:>8.1f}  {len(group)}")
     return "\n".join(lines)
@@ -461,6 +482,9 @@ def main(argv=None):
                         "several for the validation choice")
     p.add_argument("--per-volume", action="store_true", help="one table line per volume (default: mean over volumes)")
     p.add_argument("--save", default=None, help="also write every row (metrics, seconds, kwargs) to this JSON file")
+    p.add_argument("--save-volumes", default=None,
+                   help="tables: also write the reconstructions and the truths to this torch file (float16; "
+                        "read it with load_volumes)")
     a = p.parse_args(argv)
     jobs = {"sparse_view": a.views, "limited_angle": a.arc, "mri": a.accel}
     methods = a.methods or list(DEFAULTS_METHODS if a.task == "defaults" else METHODS)
@@ -492,8 +516,10 @@ def main(argv=None):
     rows = [row for noise in a.noise for row in
             run_all(jobs, methods, size=a.size, n_volumes=a.volumes or 4, n_steps=a.steps[0] if a.steps else None,
                     depth=a.depth, seed=a.seed, prior=prior, progress=False, device=a.device, source=a.data,
-                    split=a.split, noise=noise)]
+                    split=a.split, noise=noise, keep=bool(a.save_volumes))]
     print(table(rows, a.per_volume), flush=True)
+    if a.save_volumes:
+        save_volumes(rows, a.save_volumes)
     if a.save:
         with open(a.save, "w") as f:
             json.dump(rows, f, indent=1, default=str)

@@ -40,7 +40,7 @@ def _slices(volume, index):
     return volume[z], volume[:, y, :], volume[:, :, x]
 
 
-def orthoviews(volumes, index=None, vmin=0.0, vmax=1.0, error_ref=None, error_vmax=None):
+def orthoviews(volumes, index=None, vmin=0.0, vmax=1.0, error_ref=None, error_vmax=None, z_stretch=None):
     """Axial, coronal and sagittal slices of several volumes, one row each.
 
     Parameters
@@ -59,13 +59,20 @@ def orthoviews(volumes, index=None, vmin=0.0, vmax=1.0, error_ref=None, error_vm
     error_vmax : float, optional
         Upper end of the error maps' colour range. Default: the largest
         error shown, so that all rows share one scale.
+    z_stretch : int, optional
+        Each slice drawn this many pixels high in the coronal and sagittal
+        views (said in their titles). Default: 1 for volumes at least half as
+        deep as they are high, else enough to make those views half as high
+        as wide (a slab of 8 slices of a 64^2 volume: 4), so that thin slabs
+        stay readable.
 
     Returns
     -------
     matplotlib.figure.Figure
         A figure with ``len(volumes)`` rows and 3 columns (6 with
-        ``error_ref``). Coronal and sagittal slices are drawn with z pointing
-        up.
+        ``error_ref``): each row labelled with its volume's name, each column
+        titled once with its view and slice. Coronal and sagittal slices are
+        drawn with z pointing up.
 
     Explained in: chapter 01 (forward models), used in every chapter after it.
     """
@@ -90,22 +97,26 @@ def orthoviews(volumes, index=None, vmin=0.0, vmax=1.0, error_ref=None, error_vm
             shown = [s for e in errors.values() for s in _slices(e, index)]
             error_vmax = max(float(s.max()) for s in shown) or 1.0
 
+    z_stretch = max(1, round(shape[1] / (2 * shape[0]))) if z_stretch is None else int(z_stretch)
     n_cols = 3 if errors is None else 6
     fig, axes = plt.subplots(
-        len(arrays), n_cols, figsize=(2.2 * n_cols, 2.3 * len(arrays)), squeeze=False
+        len(arrays), n_cols, figsize=(2.0 * n_cols, 2.1 * len(arrays) + 0.3), squeeze=False
     )
     z, y, x = index
-    where = {"axial": f"z={z}", "coronal": f"y={y}", "sagittal": f"x={x}"}
+    stretched = f" (z x{z_stretch})" if z_stretch > 1 else ""
+    where = {"axial": f"z = {z}", "coronal": f"y = {y}{stretched}", "sagittal": f"x = {x}{stretched}"}
+    for ax, view in zip(axes[0], VIEWS + VIEWS):           # column titles once, on the top row
+        ax.set_title(f"{view}, {where[view]}" if ax in axes[0, :3] else f"error, {view}", fontsize=10)
     for row, (name, array) in zip(axes, arrays.items()):
+        row[0].set_ylabel(name, fontsize=10)                 # the row's title: the volume's name
         for ax, view, image in zip(row, VIEWS, _slices(array, index)):
-            origin = "upper" if view == "axial" else "lower"
-            ax.imshow(image, cmap="gray", vmin=vmin, vmax=vmax, origin=origin)
-            ax.set_title(f"{name}: {view} ({where[view]})", fontsize=8)
+            origin, aspect = ("upper", 1) if view == "axial" else ("lower", z_stretch)
+            ax.imshow(image, cmap="gray", vmin=vmin, vmax=vmax, origin=origin, aspect=aspect)
         if errors is not None:
+            row[3].set_ylabel(f"|{name} - ref|", fontsize=10)
             for ax, view, image in zip(row[3:], VIEWS, _slices(errors[name], index)):
-                origin = "upper" if view == "axial" else "lower"
-                ax.imshow(image, cmap="inferno", vmin=0.0, vmax=error_vmax, origin=origin)
-                ax.set_title(f"|{name} - ref|: {view}", fontsize=8)
+                origin, aspect = ("upper", 1) if view == "axial" else ("lower", z_stretch)
+                ax.imshow(image, cmap="inferno", vmin=0.0, vmax=error_vmax, origin=origin, aspect=aspect)
         for ax in row:
             ax.set_xticks([])
             ax.set_yticks([])
@@ -243,27 +254,32 @@ def styled_table(df, caption, higher=(), lower=(), within=None, formats=None):
     return style.set_caption(caption)
 
 
-def _mosaic_png(panels, gap=2):
-    """PNG bytes and width of grey panels (each (h, w) in [0, 1]) side by side at their own
-    resolution on a white background: an 8-bit grey PNG, no matplotlib figure, so it stays small
-    (the browser enlarges it)."""
+def _mosaic_png(rows, gap=2):
+    """PNG bytes and width of rows of grey panels (each (h, w) in [0, 1], ``None`` for an empty
+    place) at their own resolution on a white background: an 8-bit grey PNG, no matplotlib figure,
+    so it stays small (the browser enlarges it)."""
     from PIL import Image
 
-    h = max(p.shape[0] for p in panels)
-    row = []
-    for p in panels:
-        row += [np.pad(p, ((0, h - p.shape[0]), (0, 0)), constant_values=1.0), np.ones((h, gap))]
-    mosaic = np.concatenate(row[:-1], 1)
+    h = max(p.shape[0] for row in rows for p in row if p is not None)
+    w = max(p.shape[1] for row in rows for p in row if p is not None)
+    lines = []
+    for row in rows:
+        line = []
+        for p in row:
+            p = np.ones((h, w)) if p is None else np.pad(p, ((0, h - p.shape[0]), (0, 0)), constant_values=1.0)
+            line += [p, np.ones((h, gap))]
+        lines += [np.concatenate(line[:-1], 1), np.ones((gap, len(row) * (w + gap) - gap))]
+    mosaic = np.concatenate(lines[:-1], 0)
     buffer = io.BytesIO()
     Image.fromarray((255 * mosaic.clip(0, 1) + 0.5).astype(np.uint8)).save(buffer, format="png", optimize=True)
     return buffer.getvalue(), mosaic.shape[1]
 
 
-def volume_viewer(volumes, error_ref=None, error_vmax=None, step=1, scale=3, vmin=0.0, vmax=1.0):
+def volume_viewer(volumes, error_ref=None, error_vmax=None, step=1, scale=3, vmin=0.0, vmax=1.0, z_stretch=None):
     """A kernel-free viewer of several 3D volumes side by side: a choice of axis (axial, coronal,
     sagittal) and, for each, a slider through its slices; with ``error_ref`` (a key of ``volumes``
-    or a volume) the error maps ``|x - ref|`` follow on the same row, in grey from 0 (black) to
-    ``error_vmax`` (white; default the largest error).
+    or a volume) the error map ``|x - ref|`` of each volume lies under it, on a second row, in grey
+    from 0 (black) to ``error_vmax`` (white; default the largest error).
 
     Every picture is rendered here, once (a PNG per axis and slice position, every ``step``-th
     slice, each panel enlarged ``scale`` times), and stored in the notebook as ``Image`` widgets in
@@ -271,6 +287,9 @@ def volume_viewer(volumes, error_ref=None, error_vmax=None, step=1, scale=3, vmi
     online book. The PNGs hold the voxels at their own resolution and the page shows them
     ``scale`` times larger. Coronal and sagittal slices are drawn with z pointing up. Size: about
     (D + H + W) / step small PNGs (8-bit grey without error maps), a few kB per 64^2 panel.
+    ``z_stretch``: each slice this many pixels high in the coronal and sagittal views, as in
+    :func:`orthoviews` (default: 1, or more for slabs less than half as deep as high; said above
+    the panels).
 
     Returns an ``ipywidgets.VBox``: the axis buttons, the panel titles, and one slider with its
     pictures per axis.
@@ -288,19 +307,24 @@ def volume_viewer(volumes, error_ref=None, error_vmax=None, step=1, scale=3, vmi
         raise ValueError(f"step must be a whole number of slices >= 1, got {step!r}")
     gray = {name: np.clip((a - vmin) / (vmax - vmin), 0, 1) for name, a in arrays.items()}
     titles = list(arrays)
-    errors = {}
+    errors, error_note = {}, ""
     if error_ref is not None:
         ref = arrays[error_ref] if isinstance(error_ref, str) else _to_numpy(error_ref)
         errors = {name: np.abs(a - ref) for name, a in arrays.items() if a is not ref and name != error_ref}
         top = error_vmax or max(float(e.max()) for e in errors.values()) or 1.0
         errors = {name: np.clip(e / top, 0, 1) for name, e in errors.items()}       # grey: black 0, white error_vmax
         ref_name = error_ref if isinstance(error_ref, str) else "ref"
-        titles += [f"|{name} - {ref_name}| (white: {top:.2g})" for name in errors]
+        error_note = f"second row: the error |x - {ref_name}| under each volume x (black 0, white {top:.2g} or more)"
+
+    z_stretch = max(1, round(shape[1] / (2 * shape[0]))) if z_stretch is None else int(z_stretch)
 
     def panels(axis, i):
         take = lambda v: np.take(v, i, axis=axis)
-        flip = (lambda im: im[::-1]) if axis else (lambda im: im)               # z up in coronal / sagittal
-        return [flip(take(g)) for g in gray.values()] + [flip(take(e)) for e in errors.values()]
+        flip = (lambda im: np.repeat(im[::-1], z_stretch, 0)) if axis else (lambda im: im)   # z up, stretched
+        top_row = [flip(take(g)) for g in gray.values()]
+        if not errors:
+            return [top_row]
+        return [top_row, [flip(take(errors[name])) if name in errors else None for name in gray]]
 
     pages = []
     for axis, view in enumerate(VIEWS):
@@ -322,4 +346,7 @@ def volume_viewer(volumes, error_ref=None, error_vmax=None, step=1, scale=3, vmi
     width = max(shape) * scale
     names = widgets.HBox([widgets.HTML(f"<div style='width:{width}px;margin-right:{2 * scale}px;font-size:11px;"
                                        f"text-align:center'>{t}</div>") for t in titles])
-    return widgets.VBox([axes, names, views])
+    notes = ([f"coronal and sagittal views: z stretched x{z_stretch}"] if z_stretch > 1 else []) + \
+        ([error_note] if errors else [])
+    note = [widgets.HTML(f"<small>{'; '.join(notes)}</small>")] if notes else []
+    return widgets.VBox([axes, *note, names, views])

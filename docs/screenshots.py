@@ -11,10 +11,17 @@ Writes, as crops of the pages as a reader sees them:
   chapter's view-count slider);
 * ``docs/screenshot_slider_first.png`` and ``docs/screenshot_slider_last.png``: chapter 2, the
   kernel-free TV-weight slider (no Python kernel, saved widget state) at its first and last
-  position, so the README shows that moving it changes the picture.
+  position, so the README shows that moving it changes the picture;
+* ``docs/screenshot_table.png``: chapter 5, the main sparse-view table (an HTML table with its
+  caption, the best value of each column in bold);
+* ``docs/screenshot_equation.png``: chapter 5, the flicker-ratio paragraph with its display
+  equation as MathJax (served from the book itself) rendered it;
+* ``docs/screenshot_viewer_middle.png`` and ``docs/screenshot_viewer_low.png``: chapter 5, the
+  kernel-free 3D viewer of the whole test volume (truth, FBP, 3D ADMM-TV, DDS and their error
+  maps) on its coronal axis, at the middle slice and after a click near the slider's left end.
 
 It reuses the DevTools client of ``.ci/browser_check.py`` and exits with 1 if an element is
-missing or the two slider pictures are identical.
+missing, the maths is not typeset, or two pictures that a slider should change are identical.
 """
 import sys
 import time
@@ -22,7 +29,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / ".ci"))
-from browser_check import IMAGES_LOADED, Chromium, move_first_slider_to_end, open_page, screenshot, wait_until  # noqa: E402
+from browser_check import IMAGES_LOADED, Chromium, click, move_first_slider_to_end, open_page, screenshot, wait_until  # noqa: E402
 
 # the element's box in page coordinates (Page.captureScreenshot clips in page coordinates)
 RECT = """(() => {{
@@ -34,6 +41,28 @@ RECT = """(() => {{
 }})()"""
 ORTHOVIEWS = "document.querySelector('img.widget-image').closest('.cell_output')"    # the view-count slider
 SLIDER_WIDGET = "document.querySelector('.widget-slider').closest('.cell_output')"
+TABLE = ("Array.from(document.querySelectorAll('table')).find(t => t.caption && "
+         "t.caption.textContent.startsWith('Sparse-view CT, '))")
+# the paragraph that introduces the flicker ratio, through its display equation
+EQUATION = ("Array.from(document.querySelectorAll('div.math')).find(m => m.textContent.includes('flicker') "
+            "|| (m.previousElementSibling || {}).textContent?.includes('flicker'))")
+EQUATION_TYPESET = f"(() => {{ const m = {EQUATION}; return !!(m && m.querySelector('mjx-container')); }})()"
+VIEWER = ("Array.from(document.querySelectorAll('.widget-toggle-buttons')).map(b => b.closest('.cell_output'))"
+          ".find(o => o.querySelector('img.widget-image') && o.closest('section')?.id.startsWith('the-whole-volume'))")
+# in the viewer: the button of an axis, and the visible slider (page-viewport rects, for clicks)
+VIEWER_BUTTON = f"""((label) => {{
+    const b = Array.from({VIEWER}.querySelectorAll('.widget-toggle-buttons button'))
+        .find(b => b.innerText.trim() === label);
+    b.scrollIntoView({{block: 'center'}});
+    const r = b.getBoundingClientRect();
+    return {{x: r.left + r.width / 2, y: r.top + r.height / 2}};
+}})"""
+VIEWER_SLIDER = f"""(() => {{
+    const s = Array.from({VIEWER}.querySelectorAll('.widget-slider')).find(e => e.offsetParent !== null);
+    s.scrollIntoView({{block: 'center'}});
+    const r = (s.querySelector('.noUi-target, input[type=range]') || s).getBoundingClientRect();
+    return {{x: r.left, y: r.top, width: r.width, height: r.height}};
+}})()"""
 
 
 def capture(browser, element, path):
@@ -55,6 +84,22 @@ def main(html_root):
         open_page(browser, html_root / "book" / "05_diffusionmbir.html", 30)
         wait_until(browser, IMAGES_LOADED, 30)
         capture(browser, ORTHOVIEWS, docs / "screenshot_sparse_view.png")
+        capture(browser, TABLE, docs / "screenshot_table.png")
+        if not wait_until(browser, EQUATION_TYPESET, 30):
+            raise SystemExit("the flicker-ratio equation is not typeset by MathJax")
+        capture(browser, f"(() => {{ const m = {EQUATION}; const box = document.createElement('div'); "
+                         "m.before(box); box.append(m.previousElementSibling || m, m); return box; }})()",
+                docs / "screenshot_equation.png")
+        button = browser.evaluate(f"{VIEWER_BUTTON}('coronal')")
+        click(browser, button["x"], button["y"])
+        time.sleep(0.5)
+        middle = capture(browser, VIEWER, docs / "screenshot_viewer_middle.png")
+        slider = browser.evaluate(VIEWER_SLIDER)
+        click(browser, slider["x"] + 0.15 * slider["width"], slider["y"] + slider["height"] / 2)
+        time.sleep(0.5)
+        low = capture(browser, VIEWER, docs / "screenshot_viewer_low.png")
+        if middle == low:
+            raise SystemExit("the viewer screenshots are identical: moving its slider did not change the page")
 
         open_page(browser, html_root / "book" / "02_mbir.html", 30)
         wait_until(browser, IMAGES_LOADED, 30)

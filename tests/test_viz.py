@@ -25,8 +25,9 @@ def test_orthoviews_has_one_row_per_volume_and_three_views():
     axes = fig.get_axes()
     assert len(axes) == 6
     titles = [ax.get_title() for ax in axes]
-    assert titles[0].startswith("truth: axial") and titles[3].startswith("recon: axial")
-    assert "coronal" in titles[1] and "sagittal" in titles[2]
+    assert titles[0] == "axial, z = 3" and titles[1] == "coronal, y = 4" and titles[2] == "sagittal, x = 5"
+    assert titles[3:] == ["", "", ""]                       # column titles only on the top row
+    assert axes[0].get_ylabel() == "truth" and axes[3].get_ylabel() == "recon"
     plt.close(fig)
 
 
@@ -50,6 +51,15 @@ def test_orthoviews_error_maps():
     np.testing.assert_allclose(axes[9].get_images()[0].get_array(), 0.25, atol=1e-6)
     np.testing.assert_allclose(axes[3].get_images()[0].get_array(), 0.0)
     plt.close(fig)
+
+
+def test_orthoviews_stretches_thin_slabs_along_z_and_says_so():
+    thin, cube = ramp_volume(d=2, h=16, w=16), ramp_volume(d=16, h=16, w=16)
+    axes = orthoviews({"v": thin}).get_axes()
+    assert axes[1].get_aspect() == 4 and "(z x4)" in axes[1].get_title() and axes[0].get_aspect() == 1
+    axes = orthoviews({"v": cube}).get_axes()
+    assert axes[1].get_aspect() == 1 and "x" not in axes[1].get_title().split("=")[0].replace("coronal", "")
+    plt.close("all")
 
 
 def test_orthoviews_rejects_bad_input():
@@ -150,21 +160,39 @@ def test_volume_viewer_precomputes_every_slice_of_every_axis():
     x = np.zeros((6, 8, 10), dtype=np.float32)
     x[1, 2, 3] = 1.0                                             # one bright voxel at (z, y, x) = (1, 2, 3)
     w = viz.volume_viewer({"a": x, "b": 0.5 * x}, error_ref="a", step=1, scale=2)
-    axes, names, views = w.children
-    assert axes.options == ("axial", "coronal", "sagittal") and len(names.children) == 3   # a, b, |b - a|
+    axes, note, names, views = w.children
+    assert axes.options == ("axial", "coronal", "sagittal") and len(names.children) == 2   # a, b
+    assert "|x - a|" in note.value                              # the error row is explained above the panels
     for axis, (n, (h, wd), bright, pixel) in enumerate([(6, (8, 10), 1, (2, 3)), (8, (6, 10), 2, (6 - 1 - 1, 3)),
                                                         (10, (6, 8), 3, (6 - 1 - 1, 2))]):
         stack = views.children[axis].children[1]
         assert len(stack.children) == n
         pics = [np.asarray(Image.open(io.BytesIO(im.value))) for im in stack.children]
-        assert all(p.shape == (h, 3 * wd + 2 * 2) for p in pics)            # 3 panels, 2 gaps of 2 px
-        assert [k for k, p in enumerate(pics) if p[:, :wd].max() > 0] == [bright]   # on its own slice only
-        a, b, err = (pics[bright][:, k * (wd + 2):k * (wd + 2) + wd] for k in range(3))
+        assert all(p.shape == (2 * h + 2, 2 * wd + 2) for p in pics)        # 2 x 2 panels, gaps of 2 px
+        assert [k for k, p in enumerate(pics) if p[:h, :wd].max() > 0] == [bright]   # on its own slice only
+        a, b = pics[bright][:h, :wd], pics[bright][:h, wd + 2:]
+        blank, err = pics[bright][h + 2:, :wd], pics[bright][h + 2:, wd + 2:]   # under a (the reference): nothing
         assert a[pixel] == 255 and b[pixel] == 128 and err[pixel] == 255      # b = a / 2; error 0.5 = the largest
-        assert a.sum() == 255                                                # one lit pixel, z up (row D - 1 - z)
+        assert a.sum() == 255 and (blank == 255).all()                       # one lit pixel, z up (row D - 1 - z)
     links = saved_links()
     assert ((ref(axes), "index"), (ref(views), "selected_index")) in links
     for page in views.children:
         controls, stack = page.children
         slider = controls.children[0]
         assert ((ref(slider), "value"), (ref(stack), "selected_index")) in links
+
+
+def test_volume_viewer_stretches_thin_slabs_along_z_and_says_so():
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from dmbir_edu import viz
+
+    x = np.zeros((2, 8, 8), dtype=np.float32)
+    x[0, 3, 4] = 1.0
+    axes, note, names, views = viz.volume_viewer({"a": x}, scale=1).children   # z stretched 8 / (2 * 2) = 2
+    assert "x2" in note.value
+    coronal = np.asarray(Image.open(io.BytesIO(views.children[1].children[1].children[3].value)))
+    assert coronal.shape == (4, 8) and list(coronal[:, 4]) == [0, 0, 255, 255]   # z = 0 at the bottom, 2 rows
