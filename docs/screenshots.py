@@ -87,8 +87,8 @@ def main(html_root):
         capture(browser, TABLE, docs / "screenshot_table.png")
         if not wait_until(browser, EQUATION_TYPESET, 30):
             raise SystemExit("the flicker-ratio equation is not typeset by MathJax")
-        capture(browser, f"(() => {{ const m = {EQUATION}; const box = document.createElement('div'); "
-                         "m.before(box); box.append(m.previousElementSibling || m, m); return box; }})()",
+        capture(browser, f"(() => {{ const m = {EQUATION}; const p = m.previousElementSibling; "
+                         "const box = document.createElement('div'); m.before(box); box.append(p, m); return box; })()",
                 docs / "screenshot_equation.png")
         button = browser.evaluate(f"{VIEWER_BUTTON}('coronal')")
         click(browser, button["x"], button["y"])
