@@ -40,6 +40,12 @@ def _slices(volume, index):
     return volume[z], volume[:, y, :], volume[:, :, x]
 
 
+def _z_stretch(shape, z_stretch=None):
+    """Rows per slice in coronal / sagittal views of a (D, H, W) volume: ``z_stretch`` if given, else
+    1 for volumes at least half as deep as high and enough to make those views half as high as wide."""
+    return max(1, round(shape[1] / (2 * shape[0]))) if z_stretch is None else int(z_stretch)
+
+
 def orthoviews(volumes, index=None, vmin=0.0, vmax=1.0, error_ref=None, error_vmax=None, z_stretch=None):
     """Axial, coronal and sagittal slices of several volumes, one row each.
 
@@ -97,7 +103,7 @@ def orthoviews(volumes, index=None, vmin=0.0, vmax=1.0, error_ref=None, error_vm
             shown = [s for e in errors.values() for s in _slices(e, index)]
             error_vmax = max(float(s.max()) for s in shown) or 1.0
 
-    z_stretch = max(1, round(shape[1] / (2 * shape[0]))) if z_stretch is None else int(z_stretch)
+    z_stretch = _z_stretch(shape, z_stretch)
     n_cols = 3 if errors is None else 6
     fig, axes = plt.subplots(
         len(arrays), n_cols, figsize=(2.0 * n_cols, 2.1 * len(arrays) + 0.3), squeeze=False
@@ -105,8 +111,9 @@ def orthoviews(volumes, index=None, vmin=0.0, vmax=1.0, error_ref=None, error_vm
     z, y, x = index
     stretched = f" (z x{z_stretch})" if z_stretch > 1 else ""
     where = {"axial": f"z = {z}", "coronal": f"y = {y}{stretched}", "sagittal": f"x = {x}{stretched}"}
-    for ax, view in zip(axes[0], VIEWS + VIEWS):           # column titles once, on the top row
-        ax.set_title(f"{view}, {where[view]}" if ax in axes[0, :3] else f"error, {view}", fontsize=10)
+    titles = [f"{view}, {where[view]}" for view in VIEWS] + [f"error, {view}" for view in VIEWS]
+    for ax, title in zip(axes[0], titles):                 # column titles once, on the top row
+        ax.set_title(title, fontsize=10)
     for row, (name, array) in zip(axes, arrays.items()):
         row[0].set_ylabel(name, fontsize=10)                 # the row's title: the volume's name
         for ax, view, image in zip(row, VIEWS, _slices(array, index)):
@@ -316,7 +323,7 @@ def volume_viewer(volumes, error_ref=None, error_vmax=None, step=1, scale=3, vmi
         ref_name = error_ref if isinstance(error_ref, str) else "ref"
         error_note = f"second row: the error |x - {ref_name}| under each volume x (black 0, white {top:.2g} or more)"
 
-    z_stretch = max(1, round(shape[1] / (2 * shape[0]))) if z_stretch is None else int(z_stretch)
+    z_stretch = _z_stretch(shape, z_stretch)
 
     def panels(axis, i):
         take = lambda v: np.take(v, i, axis=axis)
