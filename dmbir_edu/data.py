@@ -79,8 +79,8 @@ def phantom(seed, size=64, depth=None, kind=None):
         ``(D, H, W)`` float32 in [0, 1].
     """
     depth = size if depth is None else depth
-    _check_size("size", size, minimum=2)
-    _check_size("depth", depth, minimum=2)
+    _check_size("size", size)
+    _check_size("depth", depth)
     if kind not in (None, "body", "head"):
         raise ValueError(f"kind must be 'body', 'head' or None (drawn from the seed), got {kind!r}")
     g = torch.Generator().manual_seed(int(seed))
@@ -163,8 +163,13 @@ def _resample(vol, size, depth):
 
 
 def shepp_logan(size=64, depth=None):
-    """ODL's 3D modified Shepp-Logan phantom, axial slices first, in [0, 1]."""
-    import odl
+    """ODL's 3D modified Shepp-Logan phantom, axial slices first, in [0, 1] (needs the optional
+    dependency ODL: ``pip install "dmbir_edu[odl]"``)."""
+    try:
+        import odl
+    except ImportError:
+        raise ImportError('shepp_logan needs ODL, an optional dependency: pip install "dmbir_edu[odl]" '
+                          '(or pip install "odl==1.0.*")') from None
 
     depth = size if depth is None else depth
     space = odl.uniform_discr([-1, -1, -1], [1, 1, 1], (size, size, depth))
@@ -205,17 +210,20 @@ _TARGET_AXCODES = ("L", "P", "S")  # nibabel codes of the (x, y, z) array that b
 
 
 def real_names(modality, split):
-    """The names of ``REAL_SPLITS[modality][split]`` that this machine can have (see ``available``);
-    each one it cannot is named in a warning of one line saying why, so a chapter runs on what
-    there is, and says so."""
+    """The names of ``REAL_SPLITS[modality][split]`` that this machine can have (``keep_available``)."""
     if modality not in REAL_SPLITS or split not in REAL_SPLITS.get(modality, {}):
         raise ValueError(f"modality must be one of {sorted(REAL_SPLITS)} and split one of "
                          f"{sorted(REAL_SPLITS['ct'])}, got {modality!r}, {split!r}")
-    names = REAL_SPLITS[modality][split]
+    return keep_available(REAL_SPLITS[modality][split])
+
+
+def keep_available(names):
+    """The real volumes among ``names`` that this machine can have; each one it cannot is named in a
+    warning of one line saying why, so a chapter runs on what there is, and says so."""
     for name in names:
         reason = unavailable_reason(name)
         if reason:
-            warnings.warn(f"{name} is left out: {reason}", stacklevel=2)
+            warnings.warn(f"{name} is left out: {reason}", stacklevel=3)
     return tuple(name for name in names if available(name))
 
 
@@ -329,7 +337,7 @@ def _to_size(v, spacing, modality, size, native_z=False):
 
 @functools.lru_cache(maxsize=32)
 def _prepared(name, size, native_z=False):
-    _check_size("size", size, minimum=2)
+    _check_size("size", size)
     if name not in REAL:
         raise ValueError(f"unknown real volume {name!r}; choose one of {sorted(REAL)}")
     return _to_size(*_read(name), REAL[name], size, native_z)
@@ -406,20 +414,32 @@ def real_volume(name, size=64):
     return torch.from_numpy(_prepared(name, size)[0].copy())
 
 
+PHANTOM_TERMS = "procedural phantoms made by dmbir_edu.data (MIT, as the code)"
+MNI152_TERMS = "the MNI ICBM152 licence notice distributed with nilearn"
+
+
+def volume_terms(name):
+    """Under which terms the volume ``name`` came: a real volume's licence, or the phantoms' (for
+    any name that is not a real volume, e.g. "phantom family (data.TRAIN_SEEDS)")."""
+    if name not in REAL:
+        return PHANTOM_TERMS
+    return MNI152_TERMS if name == "mni152" else fetch.SOURCES[name].licence
+
+
 def real_volume_info(name, size=64):
     """What ``real_volume(name, size)`` is: shape, voxel size (dz, dy, dx) in mm, modality, split
     (validation / test / -), and where it comes from with its licence."""
     v, spacing = _prepared(name, size)
     split = next((k for k, names in REAL_SPLITS[REAL[name]].items() if name in names), "-")
     if name == "mni152":
-        origin = dict(package="nilearn (inside its wheel)", licence="the MNI ICBM152 licence notice distributed "
-                      "with nilearn", credit="MNI ICBM152 non-linear 2009a template, Copyright (C) 1993-2009 Louis "
-                      "Collins, McConnell Brain Imaging Centre, Montreal Neurological Institute, McGill University")
+        origin = dict(package="nilearn (inside its wheel)", credit="MNI ICBM152 non-linear 2009a template, "
+                      "Copyright (C) 1993-2009 Louis Collins, McConnell Brain Imaging Centre, Montreal Neurological "
+                      "Institute, McGill University")
     else:
         src = fetch.SOURCES[name]
-        origin = dict(package=f"{src.package} ({src.client})", licence=src.licence, credit=src.credit)
+        origin = dict(package=f"{src.package} ({src.client})", credit=src.credit)
     return dict(name=name, modality=REAL[name], split=split, shape=tuple(v.shape),
-                spacing_mm=tuple(round(s, 3) for s in spacing), **origin)
+                spacing_mm=tuple(round(s, 3) for s in spacing), licence=volume_terms(name), **origin)
 
 
 def main(argv=None):

@@ -6,6 +6,10 @@ it), writing the executed copy to a temporary directory. The wall time of each c
 printed and recorded as a test property (``--junitxml`` reports keep it).
 """
 
+import json
+import os
+import re
+import shutil
 import time
 from pathlib import Path
 
@@ -65,3 +69,48 @@ def test_chapter_runs_in_smoke_mode(notebook, capsys, record_property):
     record_property("wall_time_s", round(seconds, 1))
     with capsys.disabled():  # show the timing even under pytest's output capture
         print(f"\n{notebook.relative_to(ROOT)}: {seconds:.1f} s in smoke mode")
+
+
+def debian_chapters():
+    """The chapters whose code can reach a Debian-sourced volume (names one, or walks the splits)."""
+    from dmbir_edu import fetch
+
+    debian = [n for n, s in fetch.SOURCES.items() if s.client == "apt"]
+    found = []
+    for notebook in chapter_notebooks():
+        code = "\n".join("".join(c["source"]) for c in json.loads(notebook.read_text())["cells"]
+                         if c["cell_type"] == "code")
+        if any(re.search(rf"\b{n}\b", code) for n in debian) or "dm.data.REAL" in code:
+            found.append(notebook)
+    return found
+
+
+def _no_apt_lists(bin_dir):
+    """Binder's condition: apt-get exists, its package lists were deleted (and there is no root)."""
+    bin_dir.mkdir()
+    for cmd in ("apt-get", "apt-cache"):
+        (bin_dir / cmd).write_text("#!/bin/sh\necho 'E: No packages found' >&2\nexit 100\n")
+        (bin_dir / cmd).chmod(0o755)
+    return bin_dir
+
+
+@pytest.mark.parametrize("notebook", debian_chapters(), ids=lambda p: p.stem)
+def test_chapter_runs_where_apt_cannot_fetch_and_says_what_it_left_out(notebook, tmp_path, monkeypatch, capsys):
+    """A cache with only the pip-sourced volumes and an apt without package lists: the chapter runs,
+    leaving each Debian-sourced volume out with one line saying why."""
+    from dmbir_edu import fetch
+
+    cache = tmp_path / "cache"
+    for name, src in fetch.SOURCES.items():
+        if src.client == "pip":
+            target = cache / "files" / fetch.cached_path(name).name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(fetch.fetch(name, print_fn=lambda m: None), target)
+    monkeypatch.setenv("DMBIR_EDU_CACHE", str(cache))
+    monkeypatch.setenv("PATH", f"{_no_apt_lists(tmp_path / 'bin')}{os.pathsep}{os.environ['PATH']}")
+    seconds = execute_smoke(notebook, tmp_path / "out")
+    executed = (tmp_path / "out" / notebook.relative_to(ROOT)).read_text()
+    assert "is left out: it comes from the Debian package" in executed and "does not list" in executed
+    assert not (cache / "files" / "cranium.inv3").exists()
+    with capsys.disabled():
+        print(f"\n{notebook.relative_to(ROOT)}: {seconds:.1f} s in smoke mode without apt's package lists")

@@ -161,3 +161,26 @@ def test_pytest_does_not_load_odl_plugin():
     addopts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]["addopts"]
     for name in declared:
         assert f"-p no:{name}" in addopts, f"odl declares pytest plugin {name!r}; disable it in pyproject's addopts"
+
+
+def test_publishing_workflow_grants_pages_rights_to_the_deploy_job_only_and_caches_what_the_book_reads():
+    wf = yaml.safe_load((ROOT / ".github" / "workflows" / "book.yml").read_text())
+    assert wf["permissions"] == {}
+    assert wf["jobs"]["build"]["permissions"] == {"contents": "read"}
+    assert wf["jobs"]["deploy"]["permissions"] == {"pages": "write", "id-token": "write"}
+    steps = wf["jobs"]["build"]["steps"]
+    keys = next(s for s in steps if s.get("id") == "key")["run"]
+    for covered in ("dmbir_edu/**", "pyproject.toml", "runs/**", "resolved-requirements.txt", "book/**"):
+        assert covered in keys, f"the cache key leaves out {covered}"
+    save = next(s for s in steps if s.get("uses", "").startswith("actions/cache/save"))
+    assert save["if"].startswith("always()")          # a failed build keeps what it executed
+    restore = next(s for s in steps if s.get("uses", "").startswith("actions/cache/restore"))
+    assert save["with"]["key"] == restore["with"]["key"] and "github.run_id" in save["with"]["key"]
+
+
+def test_every_dependency_that_could_break_us_has_an_upper_bound():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    specs = project["dependencies"] + [s for extra in project["optional-dependencies"].values() for s in extra]
+    unbounded = [s for s in specs if not re.search(r"<|==", s)]
+    assert not unbounded, f"no upper bound: {unbounded}"
+    assert project["license"] == "MIT" and (ROOT / "LICENSE").exists() and (ROOT / "LICENSE-BOOK.md").exists()
