@@ -30,7 +30,7 @@ from . import data, metrics
 from .ct import ParallelBeamCT, sparse_view_angles
 from .experiments import method_kwargs, nfe_per_slice
 from .mbir import ADMMState, admm_tv_step, tv_operators
-from .operators import scaled_defaults
+from .operators import device_arg, positive_int_arg, scaled_defaults
 from .prior import load_prior
 from .reconstruct import DIFFUSION_METHODS, reconstruct
 from .sampling import DMBIR_LAM_REL, DMBIR_RHO_REL
@@ -189,15 +189,16 @@ def bench(size=64, views=8, methods=DEFAULT_METHODS, repeats=3, print_fn=print, 
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m dmbir_edu.bench", description=__doc__.split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--size", type=int, default=64, help="volume size (size^3; the prior runs out of distribution "
-                                                        "beyond 64)")
-    p.add_argument("--views", type=int, default=8, help="sparse-view CT: number of views")
+    p.add_argument("--size", type=positive_int_arg, default=64,
+                   help="volume size (size^3; the prior runs out of distribution beyond 64)")
+    p.add_argument("--views", type=positive_int_arg, default=8, help="sparse-view CT: number of views")
     p.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS), choices=list(DEFAULT_METHODS),
                    help="methods to time")
-    p.add_argument("--dmbir-steps", type=int, default=DEFAULT_METHODS["diffusionmbir"]["n_steps"],
+    p.add_argument("--dmbir-steps", type=positive_int_arg, default=DEFAULT_METHODS["diffusionmbir"]["n_steps"],
                    help="DiffusionMBIR's diffusion steps")
-    p.add_argument("--repeats", type=int, default=3, help="runs per method, each in a fresh process (median)")
-    p.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
+    p.add_argument("--repeats", type=positive_int_arg, default=3,
+                   help="runs per method, each in a fresh process (median)")
+    p.add_argument("--device", type=device_arg, default="cpu", help="torch device, e.g. cuda")
     p.add_argument("--compile", action="store_true", help="also time the torch.compile'd network")
     p.add_argument("--one", help=argparse.SUPPRESS)
     a = p.parse_args(argv)

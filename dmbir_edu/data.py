@@ -20,18 +20,12 @@ import numpy as np
 import torch
 
 from . import fetch
+from .operators import check_positive_int
 
 TRAIN_SEEDS = range(0, 1_000_000)                  # the prior is trained on these
 VALIDATION_SEEDS = tuple(range(9_000_000, 9_000_004))  # pick lam, rho, steps on these
 TEST_SEEDS = tuple(range(10_000_000, 10_000_004))      # report numbers on these only
 PHANTOM_FOV_MM = 400.0   # a phantom's [-1, 1]^2 is taken to span 400 mm (for physical noise levels)
-
-
-def _check_size(name, value, minimum=1):
-    """A size argument: an integer >= ``minimum`` (a clear error instead of an empty volume or a
-    division by zero further down)."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
 def _grid(size, depth):
@@ -79,8 +73,8 @@ def phantom(seed, size=64, depth=None, kind=None):
         ``(D, H, W)`` float32 in [0, 1].
     """
     depth = size if depth is None else depth
-    _check_size("size", size)
-    _check_size("depth", depth)
+    check_positive_int(size, "size")
+    check_positive_int(depth, "depth")
     if kind not in (None, "body", "head"):
         raise ValueError(f"kind must be 'body', 'head' or None (drawn from the seed), got {kind!r}")
     g = torch.Generator().manual_seed(int(seed))
@@ -337,7 +331,7 @@ def _to_size(v, spacing, modality, size, native_z=False):
 
 @functools.lru_cache(maxsize=32)
 def _prepared(name, size, native_z=False):
-    _check_size("size", size)
+    check_positive_int(size, "size")
     if name not in REAL:
         raise ValueError(f"unknown real volume {name!r}; choose one of {sorted(REAL)}")
     return _to_size(*_read(name), REAL[name], size, native_z)

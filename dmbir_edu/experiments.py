@@ -29,9 +29,10 @@ import torch
 from . import data, mbir, metrics, sampling
 from .ct import ParallelBeamCT, limited_angle_angles, poisson_noise, sparse_view_angles
 from .mri import CartesianMRI, complex_gaussian_noise, uniform1d_mask, variable_density2d_mask
-from .operators import scaled_defaults
-from .prior import DEFAULT_PRIORS, load_prior
+from .operators import device_arg, positive_int_arg, scaled_defaults
+from .prior import DEFAULT_PRIORS, available_priors, load_prior
 from .reconstruct import DIFFUSION_METHODS, reconstruct
+from .reconstruct import METHODS as RECONSTRUCT_METHODS
 
 # The rows of every table are labels: a ``reconstruct`` method, or a variant of one listed here
 # (label -> method; its own arguments are in PARAMS). "dmbir_reset" is the ablation of chapter 5 run
@@ -104,12 +105,12 @@ def operator(task, setting, size=64, device="cpu"):
     if task == "limited_angle":
         return ParallelBeamCT(size, limited_angle_angles(float(setting)), device=device)
     if task == "mri":
-        kind, accel = str(setting).split("-x")
+        kind, _, accel = str(setting).partition("-x")
+        if kind not in ("uniform1d", "vd2d") or not accel.replace(".", "", 1).isdigit():
+            raise ValueError(f"unknown MRI setting {setting!r}; use e.g. 'uniform1d-x4' or 'vd2d-x8'")
         if kind == "uniform1d":
             return CartesianMRI(uniform1d_mask(size, float(accel), center_fraction=0.08, seed=0), device=device)
-        if kind == "vd2d":
-            return CartesianMRI(variable_density2d_mask(size, float(accel), seed=0), device=device)
-        raise ValueError(f"unknown MRI setting {setting!r}; use e.g. 'uniform1d-x4' or 'vd2d-x8'")
+        return CartesianMRI(variable_density2d_mask(size, float(accel), seed=0), device=device)
     raise ValueError(f"unknown task {task!r}; choose one of {tuple(JOBS)}")
 
 
@@ -438,6 +439,28 @@ def beyond(views=8, methods=None, n_volumes=1, split="test", iscs=(ISCS_PERIOD,)
     return rows
 
 
+def check_settings(parser, a):
+    """The settings argparse cannot check by type alone (rows, arcs, masks, noise levels):
+    ``parser.error`` (one line, exit status 2) on the first bad one, before anything runs."""
+    rows = sorted({*RECONSTRUCT_METHODS, *VARIANTS})
+    for label in a.methods or []:
+        if label not in rows:
+            parser.error(f"argument --methods: unknown row {label!r}; choose from {', '.join(rows)}")
+    for arc in a.arc:
+        if not 0 < arc <= 180:
+            parser.error(f"argument --arc: an arc must be in (0, 180] degrees, got {arc:g}")
+    for accel in a.accel:
+        try:
+            operator("mri", accel, size=a.size)
+        except ValueError as e:
+            parser.error(f"argument --accel: {e}")
+    for noise in a.noise:
+        try:
+            noise_level("sparse_view", noise)
+        except ValueError:
+            parser.error(f"argument --noise: a level is 'none', 'realistic' or a number, got {noise!r}")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(
         prog="python -m dmbir_edu.experiments", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -449,21 +472,22 @@ def main(argv=None):
     p.add_argument("sub_task", nargs="?", default=None, choices=list(JOBS),
                    help="'defaults': only this task (default: every task); 'steps': its task (default: sparse_view; "
                         "its first setting is used)")
-    p.add_argument("--views", type=int, nargs="+", default=JOBS["sparse_view"], help="sparse-view CT: number of views")
+    p.add_argument("--views", type=positive_int_arg, nargs="+", default=JOBS["sparse_view"],
+                   help="sparse-view CT: number of views")
     p.add_argument("--arc", type=float, nargs="+", default=JOBS["limited_angle"],
                    help="limited-angle CT: arc in degrees")
     p.add_argument("--accel", nargs="+", default=JOBS["mri"], help="MRI masks, e.g. uniform1d-x4 vd2d-x8")
     p.add_argument("--methods", nargs="+", default=None,
                    help=f"table rows (default: {' '.join(METHODS)}; for 'defaults': {' '.join(DEFAULTS_METHODS)})")
-    p.add_argument("--volumes", type=int, default=None,
+    p.add_argument("--volumes", type=positive_int_arg, default=None,
                    help="number of held-out volumes per task (CT); default 4, and 1 for 'beyond' (whole 64^3 volumes)")
-    p.add_argument("--steps", type=int, nargs="+", default=None,
+    p.add_argument("--steps", type=positive_int_arg, nargs="+", default=None,
                    help="diffusion steps (default: each method's PARAMS / default); several values for 'steps'")
-    p.add_argument("--depth", type=int, default=None,
+    p.add_argument("--depth", type=positive_int_arg, default=None,
                    help="keep the central DEPTH axial slices (quick runs; 'defaults' uses 8 if not given)")
-    p.add_argument("--size", type=int, default=64, help="volume size (the shipped prior is 64)")
+    p.add_argument("--size", type=positive_int_arg, default=64, help="volume size (the shipped prior is 64)")
     p.add_argument("--seed", type=int, default=0, help="seed of the samplers' noise")
-    p.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
+    p.add_argument("--device", type=device_arg, default="cpu", help="torch device, e.g. cuda")
     p.add_argument("--data", choices=["phantom", "real"], default="phantom",
                    help="volumes: the procedural phantoms (and the MNI152 brain for MRI), or the real CT and MR "
                         "volumes (data.REAL_SPLITS: test volumes for tables, validation volumes for 'defaults' and "
@@ -474,10 +498,10 @@ def main(argv=None):
     p.add_argument("--noise", nargs="+", default=["none", "realistic"],
                    help="measurement noise levels, each 'none', 'realistic' (CT I0=1e5 photons per ray, MRI SNR 30 dB) "
                         "or a number (I0 for CT, SNR in dB for MRI); 'defaults' and 'steps' use the first")
-    p.add_argument("--prior", default=None,
+    p.add_argument("--prior", default=None, choices=available_priors(),
                    help="the 2D prior (a name of dmbir_edu.available_priors()); default: phantom64 on phantoms, "
                         "on real volumes the prior of the task's modality (ct64 for CT, mr64 for MRI)")
-    p.add_argument("--iscs", type=int, nargs="+", default=None,
+    p.add_argument("--iscs", type=positive_int_arg, nargs="+", default=None,
                    help=f"'beyond': ISCS anchor spacings to run (default: ISCS_PERIOD = {ISCS_PERIOD}); "
                         "several for the validation choice")
     p.add_argument("--per-volume", action="store_true", help="one table line per volume (default: mean over volumes)")
@@ -486,6 +510,7 @@ def main(argv=None):
                    help="tables: also write the reconstructions and the truths to this torch file (float16; "
                         "read it with load_volumes)")
     a = p.parse_args(argv)
+    check_settings(p, a)
     jobs = {"sparse_view": a.views, "limited_angle": a.arc, "mri": a.accel}
     methods = a.methods or list(DEFAULTS_METHODS if a.task == "defaults" else METHODS)
     prior = load_prior(a.prior, device=a.device) if a.prior else None

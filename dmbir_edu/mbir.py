@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .operators import FiniteDifference, check_finite, scaled_defaults
+from .operators import FiniteDifference, check_measurements, check_number, check_positive_int, scaled_defaults
 
 
 def conjugate_gradient(normal_op, rhs, x0, n_iter=20, tol=None, dims=None):
@@ -81,16 +81,15 @@ class ADMMState:
 def tv_operators(axes="z", boundary="neumann"):
     """Difference operators for volumes ``(..., D, H, W)``: ``"z"`` -> (D_z,), ``"xyz"`` -> (D_z, D_y, D_x)."""
     names = {"z": -3, "y": -2, "x": -1}
-    if not axes or any(a not in names for a in axes):
+    if not isinstance(axes, str) or not axes or any(a not in names for a in axes):
         raise ValueError(f"axes must be a string of 'z', 'y', 'x' (e.g. 'z' or 'xyz'), got {axes!r}")
     return tuple(FiniteDifference(names[a], boundary) for a in axes)
 
 
 def check_lam_rho(lam, rho):
-    if lam < 0:
-        raise ValueError(f"lam must be >= 0, got {lam}")
-    if rho <= 0:
-        raise ValueError(f"rho must be > 0, got {rho}")
+    """A TV weight lam >= 0 and an ADMM penalty rho > 0, both finite (NaN fails both)."""
+    check_number(lam, "lam", positive=False)
+    check_number(rho, "rho", positive=True)
 
 
 def admm_tv_step(x, state, y, A, D, lam, rho, n_cg=1, ATy=None, cg_dims=None):
@@ -147,16 +146,18 @@ def admm_tv(y, A, lam=None, rho=None, axes="xyz", n_iter=30, n_cg=20, x0=None, b
     every task.
 
     ``axes="xyz"`` is 3D anisotropic TV, ``axes="z"`` TV along z only. ``callback(k, x, state)``
-    is called after every iteration. Returns x, shaped like ``A.adjoint(y)``.
+    is called after every iteration. Returns x, shaped like ``A.adjoint(y)``. ``n_iter`` and
+    ``n_cg`` are whole numbers >= 1; integer ``y`` is converted to float (``operators.as_float``).
 
     Explained in: chapter "Model-based iterative reconstruction" (book/02_mbir.ipynb).
     """
+    y = check_measurements(y, A)
+    D = tv_operators(axes, boundary)
+    n_iter, n_cg = check_positive_int(n_iter, "n_iter"), check_positive_int(n_cg, "n_cg")
     lam, rho = scaled_defaults(A, lam, rho, ADMM_LAM_REL, ADMM_RHO_REL)
     check_lam_rho(lam, rho)
-    check_finite(y, "y")
     ATy = A.adjoint(y)
     x = torch.zeros_like(ATy) if x0 is None else x0
-    D = tv_operators(axes, boundary)
     state = ADMMState.zeros(x, len(D))
     for k in range(n_iter):
         x, state = admm_tv_step(x, state, y, A, D, lam, rho, n_cg, ATy)

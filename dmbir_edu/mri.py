@@ -9,7 +9,7 @@ import numbers
 
 import torch
 
-from .operators import LinearOperator, check_finite, check_last_dims, generator_device
+from .operators import LinearOperator, check_finite, check_last_dims, check_positive_int, generator_device
 
 
 def fft2c(x):
@@ -44,8 +44,10 @@ class CartesianMRI(LinearOperator):
         if mask.dim() != 2 or mask.shape[0] != mask.shape[1]:
             raise ValueError(f"mask must be a square 2D (H, W) tensor, got shape {tuple(mask.shape)}")
         self.mask = mask.to(torch.bool)
+        if not self.mask.any():
+            raise ValueError("mask samples no k-space point (it is all False): an operator must measure something")
         self.image_size = mask.shape[-1]
-        self.acceleration = mask.numel() / max(int(self.mask.sum()), 1)
+        self.acceleration = mask.numel() / int(self.mask.sum())
         self.to(device if device is not None else mask.device)
 
     def to(self, device):
@@ -136,10 +138,16 @@ def complex_gaussian_noise(y, snr_db, mask=None, generator=None):
     return y + torch.complex(a, b) * (sigma / math.sqrt(2)) * mask
 
 
+def _check_acceleration(acceleration):
+    if isinstance(acceleration, bool) or not isinstance(acceleration, numbers.Real) or not 1 <= acceleration < math.inf:
+        raise ValueError(f"acceleration must be a finite number >= 1 (1: full sampling), got {acceleration!r}")
+
+
 def _line_mask(image_size, acceleration, center_fraction, seed, spacing):
     """Columns: the ``center_fraction`` central ones, then the rest of ``round(W / acceleration)``
     chosen among the others, equispaced with a random offset or uniformly at random."""
-    n = image_size
+    n = check_positive_int(image_size, "image_size")
+    _check_acceleration(acceleration)
     n_total, n_center = int(round(n / acceleration)), int(round(n * center_fraction))
     if n_center > n_total:
         raise ValueError(f"center_fraction={center_fraction} already samples more than 1/{acceleration} of the lines")
@@ -179,7 +187,8 @@ def variable_density2d_mask(image_size, acceleration=8.0, center_radius=0.05, po
     """2D variable-density mask: a fully sampled disc of radius ``center_radius`` (fraction of the
     width) plus points drawn without replacement with density proportional to (1 - r)^power,
     r the normalized distance from k = 0; exactly ``round(H W / acceleration)`` points."""
-    n = image_size
+    n = check_positive_int(image_size, "image_size")
+    _check_acceleration(acceleration)
     k = torch.arange(n) - n // 2
     r = torch.sqrt(k[:, None] ** 2 + k[None, :] ** 2).double() / (n / 2 * math.sqrt(2))
     center = r <= center_radius * math.sqrt(2)

@@ -1,7 +1,12 @@
-"""The operator protocol, finite differences, and the shape checks shared by every operator.
+"""The operator protocol, finite differences, and the argument checks shared by the whole package
+(shapes, numbers, counts, generators) and by its command-line tools (``argparse`` types).
 
 Explained in: chapter "Model-based iterative reconstruction" (book/02_mbir.ipynb).
 """
+import argparse
+import math
+import numbers
+
 import torch
 
 
@@ -18,12 +23,84 @@ def check_finite(t, name):
         raise ValueError(f"{name} contains NaN or inf values")
 
 
+def check_number(value, name, positive):
+    """Raise a ValueError naming ``name`` unless ``value`` is a finite real number, > 0 if ``positive``
+    else >= 0 (a weight, a noise level, a dose)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or (
+            value <= 0 if positive else value < 0):
+        raise ValueError(f"{name} must be a finite number {'> 0' if positive else '>= 0'}, got {value!r}")
+
+
+def check_positive_int(value, name):
+    """``value`` as an int; a ValueError naming ``name`` unless it is a whole number >= 1 (a size, a
+    count of views, iterations or steps; 16.0 and True are not). The entry points (``reconstruct``,
+    ``admm_tv``, the samplers) refuse 0 iterations, which would return their starting point; the
+    building blocks they call once per iteration (``conjugate_gradient``, ``admm_tv_step``) check
+    nothing, and ``conjugate_gradient(..., n_iter=0)`` is its starting point."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
+    return int(value)
+
+
+def as_float(t, name):
+    """``t`` with integer (or bool) data converted to torch's default float dtype (float32 unless
+    changed); floating-point and complex tensors are returned as they are."""
+    if not torch.is_tensor(t):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    return t if t.is_floating_point() or t.is_complex() else t.to(torch.get_default_dtype())
+
+
+def check_measurements(y, A, name="y"):
+    """``y`` checked as measurements of ``A`` (shape ``(..., *A.measurement_shape)``, at least one
+    slice, finite values) and returned as floats (``as_float``)."""
+    check_last_dims(y, A.measurement_shape, name)
+    if y.numel() == 0:
+        raise ValueError(f"{name} is empty (shape {tuple(y.shape)}): it must hold at least one slice of measurements")
+    y = as_float(y, name)
+    check_finite(y, name)
+    return y
+
+
 def generator_device(x, generator=None):
     """The device random numbers for ``x`` are drawn on: the generator's, else ``x``'s.
 
     Noise is drawn there and then moved to ``x``'s device (as ``sampling.randn_like`` does), so a
-    seeded CPU generator gives the same numbers whatever device ``x`` lives on."""
-    return generator.device if generator is not None else x.device
+    seeded CPU generator gives the same numbers whatever device ``x`` lives on. Every function that
+    draws noise asks this first, so a ``generator`` that is not a ``torch.Generator`` (a bare seed
+    such as 42) is a TypeError here: pass ``torch.Generator().manual_seed(42)``."""
+    if generator is None:
+        return x.device
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None (for a seed s, pass "
+                        f"torch.Generator().manual_seed(s)), got {type(generator).__name__} {generator!r}")
+    return generator.device
+
+
+def positive_int_arg(text):
+    """``argparse`` type of a size or a count: a whole number >= 1 (else argparse exits with status 2
+    and a one-line message naming the option)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
+    return value
+
+
+def device_arg(text):
+    """``argparse`` type of ``--device``: a torch device this machine has (cpu, cuda, cuda:1, mps),
+    checked by making an empty tensor there; returned as the string given."""
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"unknown device {text!r}; use e.g. cpu, cuda, cuda:1 or mps") from None
+    try:
+        torch.empty(0, device=device)
+    except Exception as e:                 # AssertionError (no CUDA build), RuntimeError, NotImplementedError
+        reason = str(e).splitlines()[0].split(". ")[0] if str(e) else type(e).__name__
+        raise argparse.ArgumentTypeError(f"device {text!r} is not available on this machine ({reason})") from None
+    return text
 
 
 class FiniteDifference:

@@ -21,6 +21,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .operators import check_number, check_positive_int
+
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 SIGMA_DATA = 0.5     # EDM's assumed data standard deviation (data are shifted by -0.5 first)
 
@@ -34,6 +36,15 @@ def ve_sigmas(n_steps, sigma_min, sigma_max):
     """The sampler's decreasing geometric grid sigma_max = sigma_1 > ... > sigma_N = sigma_min, float64."""
     t = torch.linspace(1, 0, n_steps, dtype=torch.float64)
     return sigma_of_t(t, sigma_min, sigma_max)
+
+
+def check_sigma(sigma):
+    """A noise level sigma > 0 and finite: a number, or a tensor of them (checking a tensor on a
+    GPU waits for it; the samplers pass numbers)."""
+    if not torch.is_tensor(sigma):
+        check_number(sigma, "sigma (the noise level)", positive=True)
+    elif sigma.is_complex() or not (torch.isfinite(sigma) & (sigma > 0)).all():
+        raise ValueError(f"sigma (the noise level) must be finite and > 0, got {sigma}")
 
 
 def unet(config):
@@ -144,7 +155,10 @@ class Prior(nn.Module):
         with k channels: (B, k, H, W), runs of k adjacent slices).
 
         Gradients flow to ``x`` only if it requires them (DPS); ``load_prior`` freezes the weights.
+        ``sigma`` must be finite and > 0 (``check_sigma``). An empty batch (B = 0) gives an empty
+        result of the same shape, without calling the network.
         """
+        check_sigma(sigma)
         if x.shape[-2:] != (self.image_size, self.image_size):
             raise ValueError(f"prior {self.name!r} works on {self.image_size}x{self.image_size} slices, "
                              f"got slices of shape {tuple(x.shape[-2:])}")
@@ -152,6 +166,8 @@ class Prior(nn.Module):
         if x.dim() != wanted or (self.channels > 1 and x.shape[1] != self.channels):
             raise ValueError(f"prior {self.name!r} takes " + ("(B, H, W) slices" if self.channels == 1 else
                              f"(B, {self.channels}, H, W) slabs of adjacent slices") + f", got shape {tuple(x.shape)}")
+        if x.shape[0] == 0:
+            return torch.empty_like(x)
         p = next(self.parameters())
         sigma = torch.as_tensor(sigma, dtype=torch.float32, device=p.device).expand(x.shape[0])
         one = self.channels == 1
@@ -161,8 +177,9 @@ class Prior(nn.Module):
 
     def score(self, x, sigma):
         """Score s(x; sigma) = (D(x; sigma) - x) / sigma^2 (Tweedie's formula)."""
+        denoised = self.denoise(x, sigma)                 # checks sigma as given (a number: no GPU wait)
         sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
-        return (self.denoise(x, sigma) - x) / sigma.reshape(-1, *[1] * (x.dim() - 1)) ** 2
+        return (denoised - x) / sigma.reshape(-1, *[1] * (x.dim() - 1)) ** 2
 
 
 def sha256(path):
@@ -186,7 +203,9 @@ def load_prior(name=None, device="cpu", image_size=None, modality="phantom"):
     Weights are safetensors (no pickle is executed). Returns a ``Prior`` in eval mode.
     ``image_size`` runs the fully convolutional network on slices of another size: out of
     distribution (as the paper ran its 320 x 320 knee prior on 240 x 240 brains), so expect
-    lower quality; used for the memory benchmark at 128^3.
+    lower quality; used for the memory benchmark at 128^3. It must be a positive multiple of
+    2^(number of resolution levels - 1) (8 for the shipped network), which the network halves
+    that many times.
     """
     if name is None:
         if modality not in DEFAULT_PRIORS:
@@ -197,6 +216,10 @@ def load_prior(name=None, device="cpu", image_size=None, modality="phantom"):
     from safetensors.torch import load_file
 
     card = json.loads((WEIGHTS_DIR / f"{name}.json").read_text())
+    levels = len(card["unet"]["block_out_channels"]) - 1          # the network halves the slices this often
+    if image_size is not None and check_positive_int(image_size, "image_size") % 2**levels:
+        raise ValueError(f"image_size must be a multiple of {2**levels} (the network halves the slices {levels} "
+                         f"times), got {image_size}")
     path = WEIGHTS_DIR / f"{name}.safetensors"
     if sha256(path) != card["sha256"]:
         raise RuntimeError(f"{path} does not match the sha256 in its card")
@@ -221,6 +244,7 @@ class GaussianPrior:
         self.sigma_min, self.sigma_max, self.name = sigma_min, sigma_max, "gaussian"
 
     def denoise(self, x, sigma):
+        check_sigma(sigma)
         sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).reshape(-1, *[1] * (x.dim() - 1))
         return self.mean + self.std**2 / (self.std**2 + sigma**2) * (x - self.mean)
 

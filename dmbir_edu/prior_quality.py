@@ -17,7 +17,8 @@ from skimage.restoration import denoise_tv_chambolle
 
 from . import data
 from .metrics import psnr
-from .prior import load_prior
+from .operators import positive_int_arg
+from .prior import available_priors, load_prior
 
 SIGMAS = (0.02, 0.05, 0.1, 0.2, 0.4)
 TV_WEIGHTS = (0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64)
@@ -84,10 +85,12 @@ def format_table(tab):
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m dmbir_edu.prior_quality", description=__doc__.split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--prior", default="phantom64", help="name of a shipped prior (dmbir_edu/weights/NAME.json)")
+    p.add_argument("--prior", default="phantom64", choices=available_priors(),
+                   help="name of a shipped prior (dmbir_edu/weights/NAME.json)")
     p.add_argument("--samples", metavar="PNG",
                    help="also write a PNG grid: 16 unconditional samples above 16 held-out phantom slices")
-    p.add_argument("--steps", type=int, default=200, help="predictor-corrector steps per sample (with --samples)")
+    p.add_argument("--steps", type=positive_int_arg, default=200,
+                   help="predictor-corrector steps per sample (with --samples)")
     a = p.parse_args(argv)
     prior = load_prior(a.prior)
     print(f"prior {a.prior}: denoising PSNR (dB), mean over {8 * len(data.TEST_SEEDS)} held-out slices")

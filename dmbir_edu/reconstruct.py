@@ -5,14 +5,16 @@ It only dispatches; each method's own function holds the algorithm and its defau
 import torch
 
 from .mbir import admm_tv, conjugate_gradient
-from .operators import check_finite, check_last_dims
+from .operators import check_measurements, check_positive_int
 
 DIFFUSION_METHODS = ("slicewise", "diffusionmbir", "dds")     # the methods that need a prior
 METHODS = ("fbp", "adjoint", "cg", "admm_tv", "admm_tv_z") + DIFFUSION_METHODS
 
 
 def least_squares(y, A, n_iter=20):
-    """min_x 1/2 ||A x - y||^2 by CG on the normal equations A^T A x = A^T y, from zeros."""
+    """min_x 1/2 ||A x - y||^2 by ``n_iter`` (>= 1) CG iterations on the normal equations
+    A^T A x = A^T y, from zeros."""
+    n_iter = check_positive_int(n_iter, "n_iter")
     ATy = A.adjoint(y)
     return conjugate_gradient(lambda v: A.adjoint(A(v)), ATy, torch.zeros_like(ATy), n_iter)
 
@@ -24,12 +26,13 @@ def reconstruct(y, A, method, prior=None, generator=None, progress=True, **kwarg
     "admm_tv" (3D anisotropic TV), "admm_tv_z" (TV along z only), "slicewise" (2D diffusion
     per slice), "diffusionmbir", "dds". ``kwargs`` go to the method's own function; every
     method's defaults work on every task of the book (lam and rho scale with the operator).
-    ``A`` is any operator following ``operators.LinearOperator``. Device and dtype follow ``y``.
+    ``A`` is any operator following ``operators.LinearOperator``. Device and dtype follow ``y``;
+    integer ``y`` (counts) is converted to torch's default float dtype first. "admm_tv" and
+    "admm_tv_z" set ``axes`` ("xyz", "z"); an ``axes`` keyword overrides it (e.g. "yx": 2D TV).
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
-    check_last_dims(y, A.measurement_shape, "y")
-    check_finite(y, "y")
+    y = check_measurements(y, A)
     if method == "fbp":
         if not hasattr(A, "fbp"):
             raise ValueError(f"method 'fbp' needs an operator with an fbp method (CT), not {type(A).__name__}; "
@@ -40,7 +43,7 @@ def reconstruct(y, A, method, prior=None, generator=None, progress=True, **kwarg
     if method == "cg":
         return least_squares(y, A, **kwargs)
     if method in ("admm_tv", "admm_tv_z"):
-        return admm_tv(y, A, axes="xyz" if method == "admm_tv" else "z", **kwargs)
+        return admm_tv(y, A, **{"axes": "xyz" if method == "admm_tv" else "z", **kwargs})
     from . import sampling
 
     if prior is None:

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from .data import from_plane, to_plane
 from .mbir import ADMMState, admm_tv_step, check_lam_rho, tv_operators
-from .operators import check_finite, check_last_dims, generator_device, scaled_defaults
+from .operators import check_measurements, check_positive_int, generator_device, scaled_defaults
 from .prior import ve_sigmas
 
 
@@ -82,6 +82,7 @@ def sample(prior, n, n_steps=100, snr=0.16, chunk=12, generator=None, progress=T
            device=None):
     """Unconditional PC sampling of ``n`` slices from the prior (Song et al. 2021, Algorithm 2),
     on ``device`` (default: the prior's)."""
+    n, n_steps = check_positive_int(n, "n"), check_positive_int(n_steps, "n_steps")
     device = device if device is not None else getattr(prior, "device", "cpu")
     sigmas = ve_sigmas(n_steps, prior.sigma_min, prior.sigma_max).tolist() + [0.0]
     x = prior.sigma_max * randn_like(torch.empty(n, prior.image_size, prior.image_size, device=device), generator)
@@ -165,16 +166,18 @@ def kaczmarz_correction(x, y, A):
     return x + A.adjoint(y - A(x)) / weight
 
 
-def _check(y, A, prior, lam, rho, n_steps):
-    """Shapes, finiteness, lam / rho and step count, and a prior that fits the operator."""
-    check_last_dims(y, A.measurement_shape, "y")
-    check_finite(y, "y")
+def _check(y, A, prior, lam, rho, **counts):
+    """Shapes, finiteness, lam / rho, the counts (``n_steps=...``, ``n_cg=...``: whole numbers >= 1)
+    and a prior that fits the operator, once before the loop. Returns ``y`` as floats
+    (``operators.check_measurements``: integer data become the default float dtype)."""
+    y = check_measurements(y, A)
     check_lam_rho(lam, rho)
-    if n_steps < 1:
-        raise ValueError(f"n_steps must be >= 1, got {n_steps}")
+    for name, n in counts.items():
+        check_positive_int(n, name)
     if prior.image_size != A.image_size:
         raise ValueError(f"prior {prior.name!r} was trained on {prior.image_size}x{prior.image_size} slices, "
                          f"but the operator works on {A.image_size}x{A.image_size}")
+    return y
 
 
 # Each method's default lam and rho, relative to the operator's scale ||A^T A|| (``A.normal_norm()``,
@@ -216,7 +219,8 @@ def diffusion_mbir(y, A, prior, n_steps=100, snr=0.16, lam=None, rho=None, axes=
         moved to; "current" at sigma_i, as the released code does (``pc_step``).
     iscs : None (independent noise per slice, as released) or the anchor spacing P of ISCS noise
         (``iscs_noise``) for x_T and every predictor and corrector step (chapter "Beyond TV along z").
-    generator : torch.Generator for all the noise (any device; ``randn_like``).
+    generator : torch.Generator for all the noise (any device; ``randn_like``); a bare seed is a
+        TypeError: pass ``torch.Generator().manual_seed(seed)``.
     callback : called as ``callback(i, x, state)`` after every step.
 
     Returns
@@ -226,7 +230,7 @@ def diffusion_mbir(y, A, prior, n_steps=100, snr=0.16, lam=None, rho=None, axes=
     Explained in: chapter "DiffusionMBIR for sparse-view CT" (book/05_diffusionmbir.ipynb).
     """
     lam, rho = scaled_defaults(A, lam, rho, DMBIR_LAM_REL, DMBIR_RHO_REL) if axes else (0.0, 1.0)
-    _check(y, A, prior, lam, rho, n_steps)
+    y = _check(y, A, prior, lam, rho, n_steps=n_steps, n_admm=n_admm, n_cg=n_cg, chunk=chunk)
     ATy = A.adjoint(y)
     sigmas = ve_sigmas(n_steps, prior.sigma_min, prior.sigma_max).tolist() + [0.0]
     x = prior.sigma_max * noise(ATy, iscs, generator)                # x_T ~ N(0, sigma_max^2 I)
@@ -278,7 +282,7 @@ def dps(y, A, prior, n_steps=200, zeta=1.0, generator=None, progress=True, callb
 
     Explained in: chapter "Diffusion posterior sampling in 2D" (book/04_posterior_2d.ipynb).
     """
-    _check(y, A, prior, 0.0, 1.0, n_steps)
+    y = _check(y, A, prior, 0.0, 1.0, n_steps=n_steps)
     sigmas = ve_sigmas(n_steps, prior.sigma_min, prior.sigma_max).tolist() + [0.0]
     x = prior.sigma_max * randn_like(A.adjoint(y), generator)
     for i in tqdm(range(n_steps), disable=not progress, desc="DPS"):
@@ -328,7 +332,7 @@ def dds(y, A, prior, n_steps=50, eta=0.85, lam=None, rho=None, axes="z", n_admm=
     Explained in: chapter "Making it fast" (book/09_speed.ipynb).
     """
     lam, rho = scaled_defaults(A, lam, rho, DDS_LAM_REL, DDS_RHO_REL) if axes else (0.0, 1.0)
-    _check(y, A, prior, lam, rho, n_steps)
+    y = _check(y, A, prior, lam, rho, n_steps=n_steps, n_admm=n_admm, n_cg=n_cg)
     if not 0 <= eta <= 1:
         raise ValueError(f"eta must be in [0, 1], got {eta}")
     if prior_perp is not None and not (isinstance(perp_every, int) and perp_every >= 1):

@@ -46,6 +46,7 @@ from tqdm.auto import tqdm
 
 from . import data
 from .metrics import psnr
+from .operators import device_arg, positive_int_arg
 from .prior import DEFAULT_UNET, SIGMA_DATA, WEIGHTS_DIR, Prior, load_prior, sha256
 
 
@@ -326,6 +327,20 @@ def machine():
     return f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} threads, torch {torch.__version__}"
 
 
+WEIGHTS_LICENCE = "MIT (the code's licence: LICENSE)"
+
+
+def card_licence(card):
+    """A card's ``licence``: the weights' terms and those of every volume behind them (trained on,
+    chosen on, and the prior it started from, whose own card says the same of it)."""
+    return dict(weights=WEIGHTS_LICENCE,
+                trained_on={n: data.volume_terms(n) for n in card.get("train_volumes") or ["phantom family"]},
+                chosen_on={n: data.volume_terms(n) for n in card.get("validation_volumes") or []},
+                started_from=card.get("init"),
+                note="whether trained weights derive from their training data is not settled; the terms of "
+                     "every volume behind them are listed so that a user can decide")
+
+
 def export(run_dir, name, command, checkpoint="last", compared=()):
     """Write the EMA weights of ``run_dir`` as ``weights/<name>.safetensors``, its JSON card, and
     copies of the run's loss log and learning curve (``weights/<name>.log.csv``, ``.curve.csv``;
@@ -372,6 +387,7 @@ def export(run_dir, name, command, checkpoint="last", compared=()):
                 machine=sorted(set((run_dir / "machine.txt").read_text().splitlines()))
                 if (run_dir / "machine.txt").exists() else None, parameters=sum(v.numel() for v in net.values()),
                 sha256=sha256(path), quality={}, loss_log=f"{name}.log.csv")
+    card["licence"] = card_licence(card)
     shutil.copyfile(run_dir / "log.csv", WEIGHTS_DIR / f"{name}.log.csv")
     if (run_dir / "curve.csv").exists():
         shutil.copyfile(run_dir / "curve.csv", WEIGHTS_DIR / f"{name}.curve.csv")
@@ -405,9 +421,9 @@ def main(argv=None):
                    help="with --data FOLDER: ct (values in HU, or already in [0, 1]) or mr (any units); "
                         "also picks the validation volumes of the learning curve")
     p.add_argument("--init", metavar="PRIOR", help="start from this shipped prior (fine-tuning), e.g. phantom64")
-    p.add_argument("--steps", type=int, default=6000,
+    p.add_argument("--steps", type=positive_int_arg, default=6000,
                    help="train up to this step, counting the steps already in --run")
-    p.add_argument("--batch-size", type=int, default=32, help="slices per training step")
+    p.add_argument("--batch-size", type=positive_int_arg, default=32, help="slices per training step")
     p.add_argument("--lr", type=float, default=5e-4, help="Adam learning rate, after a 200-step linear warm-up")
     p.add_argument("--phantom-fraction", type=float, default=0.0,
                    help="with real data: this fraction of every batch is phantom slices")
@@ -420,10 +436,11 @@ def main(argv=None):
     p.add_argument("--plane", choices=data.PLANES, default="axial",
                    help="the slices the prior learns: axial, or coronal / sagittal for a perpendicular prior "
                         "(phantoms only)")
-    p.add_argument("--slab", type=int, default=1,
+    p.add_argument("--slab", type=int, choices=(1, 3, 5, 7, 9), default=1,
                    help="adjacent axial slices per sample, as channels (odd; >1: a slab prior, phantoms only)")
     p.add_argument("--seed", type=int, default=0, help="seed of the initial weights, the batches and the noise")
-    p.add_argument("--device", default="cpu", help="torch device to train on, e.g. cuda (same batches on every device)")
+    p.add_argument("--device", type=device_arg, default="cpu",
+                   help="torch device to train on, e.g. cuda (same batches on every device)")
     p.add_argument("--export", metavar="NAME",
                    help="do not train: write the EMA weights of --run to dmbir_edu/weights/NAME.safetensors, "
                         "with its card NAME.json, loss log and learning curve")
@@ -444,8 +461,14 @@ def main(argv=None):
         return
     if not 0 <= a.phantom_fraction <= 1:
         p.error(f"--phantom-fraction must be in [0, 1], got {a.phantom_fraction}")
-    if a.eval_every % 100:
-        p.error("--eval-every must be a multiple of 100 (the checkpoint interval)")
+    if a.eval_every < 0 or a.eval_every % 100:
+        p.error(f"--eval-every must be 0 or a positive multiple of 100 (the checkpoint interval), got {a.eval_every}")
+    if not a.lr > 0:
+        p.error(f"--lr must be > 0, got {a.lr}")
+    if a.data not in ("phantom", "ct", "mr") and not Path(a.data).is_dir():
+        p.error(f"--data must be phantom, ct, mr or a folder of volumes, got {a.data!r}")
+    if (a.plane != "axial" or a.slab > 1) and a.data != "phantom":
+        p.error("--plane and --slab train on phantoms only (--data phantom)")
     train(a.run, a.steps, source=a.data, modality=a.modality, init=a.init, batch_size=a.batch_size, lr=a.lr,
           phantom_fraction=a.phantom_fraction,
           aug=dict(max_rotation=a.max_rotation, max_scale=a.max_scale, gain=a.gain),

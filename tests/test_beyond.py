@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+from test_sampling import NothingMeasured  # A = 0, shared with the sampler tests
 
 import dmbir_edu as dm
 import dmbir_edu.prior_quality
@@ -41,10 +42,8 @@ def test_iscs_is_refused_with_a_bad_period():
 
 
 def nothing_measured(size, depth):
-    """An MRI operator with an empty mask: y = 0 and A^T A = 0, so the sampler sees only the prior."""
-    mask = torch.zeros(size, size, dtype=torch.bool)
-    A = dm.CartesianMRI(mask)
-    return A, torch.zeros(depth, size, size, dtype=torch.complex64)
+    """A = 0 (``test_sampling.NothingMeasured``): y = 0 and A^T A = 0, so the sampler sees only the prior."""
+    return NothingMeasured(size), torch.zeros(depth, size, size, dtype=torch.complex64)
 
 
 def test_perpendicular_sampler_matches_the_gaussian_known_answer():

@@ -294,11 +294,11 @@ def test_bad_sizes_and_kinds_are_refused_by_name():
     with pytest.raises(ValueError, match="kind must be 'body', 'head'"):
         data.phantom(0, 16, kind="knee")
     for bad in (0, -8, 2.5, True):
-        with pytest.raises(ValueError, match="size must be an integer >= 1"):
+        with pytest.raises(ValueError, match="size must be a whole number >= 1"):
             data.phantom(0, bad)
-        with pytest.raises(ValueError, match="size must be an integer >= 1"):
+        with pytest.raises(ValueError, match="size must be a whole number >= 1"):
             data.real_volume("lung1", size=bad)
-    with pytest.raises(ValueError, match="depth must be an integer"):
+    with pytest.raises(ValueError, match="depth must be a whole number"):
         data.phantom(0, 16, depth=0)
     with pytest.raises(ValueError, match="split one of"):
         data.real_names("ct", "train2")

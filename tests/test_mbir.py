@@ -103,9 +103,9 @@ def test_bad_input_gets_clear_errors():
     bad[0, 0, 0] = float("nan")
     with pytest.raises(ValueError, match="NaN"):
         dm.reconstruct(bad, A, "admm_tv")
-    with pytest.raises(ValueError, match="lam must be >= 0"):
+    with pytest.raises(ValueError, match="lam must be a finite number >= 0"):
         dm.admm_tv(y, A, lam=-1.0)
-    with pytest.raises(ValueError, match="rho must be > 0"):
+    with pytest.raises(ValueError, match="rho must be a finite number > 0"):
         dm.admm_tv(y, A, rho=-1.0)
     with pytest.raises(ValueError, match="unknown method"):
         dm.reconstruct(y, A, "magic")

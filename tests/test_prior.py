@@ -188,3 +188,14 @@ def test_resuming_is_exact(tmp_path):
     # ... and the weights did move between step 2 and step 4 (so the comparison means something)
     two = run(tmp_path / "two", 2).state_dict()
     assert any(not torch.equal(two[k], ema_straight.state_dict()[k]) for k in two)
+
+
+@pytest.mark.parametrize("path", sorted(WEIGHTS_DIR.glob("*.json")), ids=lambda p: p.stem)
+def test_every_weight_card_names_its_licence_and_the_terms_of_its_data(path):
+    """The weights' licence, and the terms of the volumes that trained them and chose their checkpoint
+    (e.g. the GPL-2 head CT chose ct64's), as the package's data module states them today."""
+    from dmbir_edu.train import card_licence
+
+    card = json.loads(path.read_text())
+    assert card["licence"]["weights"].startswith("MIT")
+    assert card["licence"] == card_licence(card)

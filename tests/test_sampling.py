@@ -165,9 +165,23 @@ def test_dps_step_is_per_slice_independent_of_depth(monkeypatch):
     assert gap > 1e-3
 
 
+class NothingMeasured(dm.operators.LinearOperator):
+    """A = 0 on size x size slices (what an all-False MRI mask would be; ``CartesianMRI`` refuses one):
+    y = 0 and A^T A = 0, so a sampler sees only the prior."""
+
+    def __init__(self, size):
+        self.image_size, self.measurement_shape = size, (size, size)
+
+    def __call__(self, x):
+        return torch.zeros_like(x)
+
+    def adjoint(self, y):
+        return torch.zeros_like(y.real)
+
+
 def nothing_measured(depth, dtype=torch.float64, size=16):
-    """MRI with an all-False mask: A = 0, y = 0; DDS's data step must then leave x0_hat alone."""
-    A = dm.CartesianMRI(torch.zeros(size, size, dtype=torch.bool))
+    """A = 0, y = 0 (``NothingMeasured``); DDS's data step must then leave x0_hat alone."""
+    A = NothingMeasured(size)
     return A, A(torch.zeros(depth, size, size, dtype=dtype))
 
 
