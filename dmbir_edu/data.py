@@ -214,11 +214,11 @@ def real_names(modality, split):
 def keep_available(names):
     """The real volumes among ``names`` that this machine can have; each one it cannot is named in a
     warning of one line saying why, so a chapter runs on what there is, and says so."""
-    for name in names:
-        reason = unavailable_reason(name)
+    reasons = {name: unavailable_reason(name) for name in names}
+    for name, reason in reasons.items():
         if reason:
             warnings.warn(f"{name} is left out: {reason}", stacklevel=3)
-    return tuple(name for name in names if available(name))
+    return tuple(name for name, reason in reasons.items() if not reason)
 
 
 def unavailable_reason(name):

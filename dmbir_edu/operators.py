@@ -80,12 +80,9 @@ def positive_int_arg(text):
     """``argparse`` type of a size or a count: a whole number >= 1 (else argparse exits with status 2
     and a one-line message naming the option)."""
     try:
-        value = int(text)
+        return check_positive_int(int(text), "value")
     except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
-    return value
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}") from None
 
 
 def device_arg(text):

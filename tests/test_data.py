@@ -45,10 +45,10 @@ REAL_DEPTH_64 = {"lung1": 53, "lung2": 61, "cranium": 42, "ch2": 53, "brain1": 5
 
 
 def _available(name):
-    """The Debian-sourced volumes need apt-get unless already in the cache (say so, don't fail)."""
-    if name in fetch.SOURCES and fetch.SOURCES[name].client == "apt" and shutil.which("apt-get") is None \
-            and not fetch.cached_path(name).exists():
-        pytest.skip(f"{name} comes from a Debian package and this machine has no apt-get")
+    """A volume this machine cannot have (a Debian-sourced one without apt) is skipped, saying why."""
+    reason = data.unavailable_reason(name)
+    if reason:
+        pytest.skip(f"{name}: {reason}")
 
 
 @pytest.mark.parametrize("name", sorted(data.REAL))
