@@ -33,7 +33,7 @@ from .mbir import ADMMState, admm_tv_step, tv_operators
 from .operators import device_arg, positive_int_arg, scaled_defaults
 from .prior import load_prior
 from .reconstruct import DIFFUSION_METHODS, reconstruct
-from .sampling import DMBIR_LAM_REL, DMBIR_RHO_REL
+from .sampling import DMBIR
 
 
 def machine():
@@ -94,11 +94,11 @@ def network_time(prior, n_slices=12, repeats=5, paths=NET_PATHS):
 def mbir_step_time(A, x, y, n_cg, repeats=5):
     """Seconds of one ADMM-TV-z iteration (CG + shrink + dual) on the whole volume, at the
     default lam and rho of DiffusionMBIR."""
-    D = tv_operators("z")
+    Dz = tv_operators("z")
     state = ADMMState.zeros(x, 1)
     ATy = A.adjoint(y)
-    lam, rho = scaled_defaults(A, None, None, DMBIR_LAM_REL, DMBIR_RHO_REL)
-    return timeit(lambda: admm_tv_step(x, state, y, A, D, lam, rho, n_cg, ATy), repeats, sync=x.device)
+    lam, rho = scaled_defaults(A, None, None, DMBIR)
+    return timeit(lambda: admm_tv_step(x, state, y, A, Dz, lam, rho, n_cg, ATy), repeats, sync=x.device)
 
 
 # Network evaluations per slice of each method, from its keyword arguments (one count for the
@@ -110,7 +110,7 @@ def run_one(spec):
     """Reconstruct once in this process; returns wall seconds, peak RSS (MB) and PSNR per axis.
 
     ``spec``: size, views, method, kwargs, and optionally depth (axial slices D, default size)
-    and chunk (slices per network call). ``base_mb`` is the peak RSS before the reconstruction
+    and batch (slices per network call, ``Prior.batch``). ``base_mb`` is the peak RSS before the reconstruction
     (Python, torch, the prior, the operator and the volume).
     """
     size, views, method, kw = spec["size"], spec["views"], spec["method"], spec["kwargs"]
@@ -118,8 +118,8 @@ def run_one(spec):
     x = data.phantom(data.TEST_SEEDS[0], size, depth=spec.get("depth")).to(device)
     A = ParallelBeamCT(size, sparse_view_angles(views), device=device)
     prior = load_prior(image_size=size, device=device) if method in DIFFUSION_METHODS else None
-    if prior is not None and spec.get("chunk"):
-        prior.chunk = spec["chunk"]
+    if prior is not None and spec.get("batch"):
+        prior.batch = spec["batch"]
     y = A(x)
     base_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     cuda = torch.device(device).type == "cuda"

@@ -16,6 +16,7 @@ from .operators import (
     check_number,
     check_positive_int,
     generator_device,
+    randn_like,
 )
 
 # Attenuation of the package's CT volumes. They are CT numbers windowed linearly from
@@ -182,22 +183,9 @@ class ParallelBeamCT(LinearOperator):
     (torch's sparse CSR products have no half-precision kernels on the CPU) and returned in
     their own dtype, so a volume saved in float16 can be projected as it is.
 
-    Building S and S^T, 180 views, measured 2026-12-01 with ``scripts/measure_ct_build.py`` on a
-    quiet 2-core AMD EPYC VM (AVX-512), torch's default 2 threads, median of 3 fresh processes,
-    peak RSS (0.23 GiB of it is importing torch), against the NumPy triplet-list build this one
-    replaced (commit 6fd72c4, same run):
-
-    =========  ================  ================
-    size       this build        NumPy build
-    =========  ================  ================
-    64 x 64    0.45 s, 0.44 GiB  1.07 s, 0.72 GiB
-    128 x 128  1.2 s, 0.77 GiB   4.2 s, 2.2 GiB
-    256 x 256  4.3 s, 1.96 GiB   22 s, 8.0 GiB
-    =========  ================  ================
-
-    (S and S^T themselves take 0.69 GiB at 256 x 256; the build also holds the entry lists of the
-    one it is building, concatenated once.) On a loaded machine the many small tensor operations
-    of this build wait for time slices: with both cores busy it took 2.6 s, 11 s, 27 s.
+    Building S and S^T takes about a second at 64 x 64 and grows with the image side; its time and
+    memory are measured by ``scripts/measure_ct_build.py`` (figures: the book's page "How long
+    each chapter takes").
 
     Explained in: chapter "Forward models" (book/01_forward_models.ipynb).
     """
@@ -320,11 +308,10 @@ def gaussian_noise(y, sigma, generator=None):
     The simplest noise model, e.g. for a sinogram whose photon counts are high everywhere (then
     ``poisson_noise`` is close to Gaussian with a ray-dependent variance). ``sigma = 0`` returns a
     copy of ``y`` and draws nothing. The noise is drawn on the generator's device (default:
-    ``y``'s) and moved to ``y``'s, in ``y``'s dtype, as ``sampling.randn_like`` does.
+    ``y``'s) and moved to ``y``'s, in ``y``'s dtype (``operators.randn_like``).
     """
     _check_real_tensor(y, "y")
     check_number(sigma, "sigma", positive=False)
     if sigma == 0:
         return y.clone()
-    xi = torch.randn(y.shape, generator=generator, dtype=y.dtype, device=generator_device(y, generator))
-    return y + sigma * xi.to(y.device)
+    return y + sigma * randn_like(y, generator)

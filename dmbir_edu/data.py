@@ -21,6 +21,7 @@ import torch
 
 from . import fetch
 from .operators import check_positive_int
+from .planes import PLANES, from_plane, to_plane  # noqa: F401  (data.to_plane etc.: the planes of its volumes)
 
 TRAIN_SEEDS = range(0, 1_000_000)                  # the prior is trained on these
 VALIDATION_SEEDS = tuple(range(9_000_000, 9_000_004))  # pick lam, rho, steps on these
@@ -342,25 +343,6 @@ def axial_slices(name, size=64):
     normalized and resampled in-plane as in ``real_volume``: ``(D_scan, size, size)``. What a 2D
     prior is trained on (``dmbir_edu.train``)."""
     return torch.from_numpy(_prepared(name, size, True)[0].copy())
-
-
-PLANES = ("axial", "coronal", "sagittal")
-
-
-def to_plane(vol, plane="axial"):
-    """The volume (D, H, W) seen as a stack of ``plane`` slices: axial (D, H, W) as is, coronal
-    (H, D, W) (slices at fixed y), sagittal (W, D, H) (slices at fixed x). A view, no copy;
-    ``from_plane`` undoes it. What a prior trained on that plane (``train --plane``) sees."""
-    if plane not in PLANES:
-        raise ValueError(f"plane must be one of {PLANES}, got {plane!r}")
-    return {"axial": vol, "coronal": vol.transpose(-3, -2), "sagittal": vol.movedim(-1, -3)}[plane]
-
-
-def from_plane(slices, plane="axial"):
-    """Inverse of ``to_plane``: a stack of ``plane`` slices back to the (D, H, W) volume."""
-    if plane not in PLANES:
-        raise ValueError(f"plane must be one of {PLANES}, got {plane!r}")
-    return {"axial": slices, "coronal": slices.transpose(-3, -2), "sagittal": slices.movedim(-3, -1)}[plane]
 
 
 def non_empty(slices, threshold=0.05):

@@ -19,59 +19,65 @@ appendix "Results" (book/results.ipynb).
 """
 import argparse
 import functools
-import inspect
 import itertools
 import json
 import time
+from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 
-from . import data, mbir, metrics, sampling
+from . import data, metrics, variants
 from .ct import ParallelBeamCT, limited_angle_angles, poisson_noise, sparse_view_angles
 from .mri import CartesianMRI, complex_gaussian_noise, uniform1d_mask, variable_density2d_mask
 from .operators import device_arg, positive_int_arg, scaled_defaults
 from .prior import DEFAULT_PRIORS, available_priors, load_prior
-from .reconstruct import DIFFUSION_METHODS, reconstruct
+from .reconstruct import DIFFUSION_METHODS, PRESETS, reconstruct
 from .reconstruct import METHODS as RECONSTRUCT_METHODS
+from .tables import load_volumes, mean_psnr, save_volumes, table, volume_key  # noqa: F401  (experiments.table etc.)
 
-# The rows of every table are labels: a ``reconstruct`` method, or a variant of one listed here
-# (label -> method; its own arguments are in PARAMS). "dmbir_reset" is the ablation of chapter 5 run
-# as a method of its own: DiffusionMBIR with (z, u) restarted from zero at every diffusion step, so
-# the z-penalty is quadratic (weight rho) and lam is unused. It is NOT the released algorithm; it is
-# in the tables because at the step counts a CPU affords it beat the released method on the
-# validation volumes (see PARAMS).
-VARIANTS = {"dmbir_reset": "diffusionmbir"}
-VARIANT_KWARGS = {"dmbir_reset": dict(reset_admm=True)}      # what makes a variant what it is
-METHODS = ("fbp", "admm_tv", "slicewise", "diffusionmbir", "dmbir_reset", "dds")
 
-# Chapter "Beyond TV along z" (book/10_beyond.ipynb): what came after DiffusionMBIR, each a DDS run
-# (50 steps, 1 NFE per slice per step) that makes the slices agree in another way. A value naming a
-# shipped prior ("prior", "prior_perp") is loaded when the row runs. ISCS_PERIOD, the anchor spacing
-# of the ISCS noise, was chosen on the validation phantom (``beyond --split validation --iscs 2 4 8``;
-# book appendix "Validation"): P = 2 was best both without TV (26.94 / 26.78 / 26.81 dB at P = 2 / 4 /
-# 8, DDS without coupling 26.77) and with TV (29.56 / 28.40 / 27.57; DDS with TV alone 30.63).
-# PERP_EVERY = 2 (the axial and the coronal prior alternate) is TPDM's idea as described, not tuned.
+@dataclass(frozen=True)
+class Row:
+    """A table row: the ``reconstruct`` method it is (whose preset, prior and NFE count it has),
+    the sampler that runs it when it is a variant (``variants``; None: ``reconstruct`` itself)
+    and the keyword arguments that make it what it is. A value naming a shipped prior ("prior",
+    "prior_perp") is loaded when the row runs."""
+    method: str
+    sampler: Callable = None
+    kwargs: dict = field(default_factory=dict)
+
+
+# Every row of the book's tables. "dmbir_reset" is the ablation of chapter 5 run as a row of its
+# own: DiffusionMBIR with (v, u) restarted every step, so the z-penalty is quadratic (weight rho)
+# and lam is unused; NOT the released algorithm, in the tables because at the step counts a CPU
+# affords it beat the released method on the validation volumes (book appendix "Validation").
+# The rows of chapter "Beyond TV along z" (book/10_beyond.ipynb) are each a DDS run that makes
+# the slices agree in another way; ISCS_PERIOD (the ISCS anchor spacing) was chosen on the
+# validation phantom (``beyond --split validation --iscs 2 4 8``), PERP_EVERY = 2 (the axial and
+# the coronal prior alternate) is TPDM's idea as described, not tuned.
 ISCS_PERIOD, PERP_EVERY = 2, 2
-BEYOND = {
-    "dds_2d": dict(axes=None),                                  # DDS with no coupling at all: the control
-    "dds_iscs": dict(axes=None, iscs=ISCS_PERIOD),              # ISCS instead of TV along z
-    "dds_tv_iscs": dict(iscs=ISCS_PERIOD),                      # ISCS and TV along z
-    "tpdm": dict(axes=None, prior_perp="coronal64", plane="coronal", perp_every=PERP_EVERY),  # perpendicular prior
-    "slab": dict(axes=None, prior="slab64"),                    # runs of 3 adjacent slices, blended
+ROWS = {m: Row(m) for m in RECONSTRUCT_METHODS} | {
+    "dmbir_reset": Row("diffusionmbir", variants.diffusion_mbir_variant, dict(reset_admm=True)),
+    "dds_2d": Row("dds", variants.dds_variant, dict(axes=None)),                  # DDS with no coupling: the control
+    "dds_iscs": Row("dds", variants.dds_variant, dict(axes=None, iscs=ISCS_PERIOD)),  # ISCS instead of TV along z
+    "dds_tv_iscs": Row("dds", variants.dds_variant, dict(iscs=ISCS_PERIOD)),      # ISCS and TV along z
+    "tpdm": Row("dds", variants.dds_variant,                                      # a perpendicular prior
+                dict(axes=None, prior_perp="coronal64", plane="coronal", perp_every=PERP_EVERY)),
+    "slab": Row("dds", variants.dds_variant, dict(axes=None, prior="slab64")),    # runs of 3 slices, blended
 }
-VARIANTS |= {label: "dds" for label in BEYOND}
-VARIANT_KWARGS |= BEYOND
-BEYOND_METHODS = ("admm_tv", "slicewise", "diffusionmbir", "dds", *BEYOND)
+TABLE_ROWS = ("fbp", "admm_tv", "slicewise", "diffusionmbir", "dmbir_reset", "dds")
+BEYOND_ROWS = ("admm_tv", "slicewise", "diffusionmbir", "dds", "dds_2d", "dds_iscs", "dds_tv_iscs", "tpdm", "slab")
 
 
 def method_of(label):
     """The ``reconstruct`` method behind a table row's label."""
-    return VARIANTS.get(label, label)
+    return ROWS[label].method
 
 
 def needs_prior(labels):
     """True if any of these rows samples with the diffusion prior."""
-    return bool({method_of(m) for m in labels} & set(DIFFUSION_METHODS))
+    return any(method_of(m) in DIFFUSION_METHODS for m in labels)
 
 
 # Every experiment of the book: task -> settings (views, arc in degrees, MRI masks). The command
@@ -83,8 +89,8 @@ JOBS = {"sparse_view": [8, 4, 2], "limited_angle": [90.0], "mri": ["uniform1d-x4
 # How the defaults and these choices were made, with every validation number: the book's
 # appendix "Validation" (book/validation.md) and ``python -m dmbir_edu.experiments defaults``.
 PARAMS = {
-    # the chapter 5 ablation, with (z, u) restarted every step: it takes an accurate x-update
-    # (5 CG iterations: +4.7 dB at 8 views, +8.6 dB at a 90 degree arc on validation)
+    # the chapter 5 ablation, with (v, u) restarted every step, takes an accurate x-update on CT
+    # (5 CG iterations; the validation runs: book appendix "Validation")
     ("ct", "dmbir_reset"): dict(n_cg=5),
 }
 
@@ -180,41 +186,49 @@ def measure(A, x, task, noise=None, pixel_mm=None, generator=None):
     return poisson_noise(y, level, pixel_mm, generator=generator)
 
 
-def method_kwargs(task, label, n_steps=None):
-    """The keyword arguments of one table row (a ``reconstruct`` method or a ``VARIANTS`` label):
-    what defines a variant, then its PARAMS, then for the samplers ``n_steps``: the given one
-    (DDS: at most its default 50 steps; DDS needs fewer steps, not more) or the sampler's default."""
-    kw = dict(VARIANT_KWARGS.get(label, {})) | PARAMS.get(("mri" if task == "mri" else "ct", label), {})
-    method = method_of(label)
-    if method in DIFFUSION_METHODS and "n_steps" not in kw:
-        default = inspect.signature(sampling.SAMPLERS[method]).parameters["n_steps"].default
-        kw["n_steps"] = default if n_steps is None else min(n_steps, default) if method == "dds" else n_steps
+def method_kwargs(task, label, n_steps=None, defaults=False):
+    """The keyword arguments of one table row: what makes the row what it is (``ROWS``), then,
+    unless ``defaults``, its ``PARAMS`` and for the samplers ``n_steps``: the given one (DDS: at
+    most its preset's 50; DDS needs fewer steps, not more) or the method's preset."""
+    row = ROWS[label]
+    kw = dict(row.kwargs)
+    if defaults:
+        return kw
+    kw |= PARAMS.get(("mri" if task == "mri" else "ct", label), {})
+    if row.method in DIFFUSION_METHODS and "n_steps" not in kw:
+        preset = PRESETS[row.method].n_steps
+        kw["n_steps"] = preset if n_steps is None else min(n_steps, preset) if row.method == "dds" else n_steps
     return kw
-
-
-# Each method's default lam and rho, relative to the operator's scale (``operators.scaled_defaults``).
-RELATIVE_LAM_RHO = {"admm_tv": (mbir.ADMM_LAM_REL, mbir.ADMM_RHO_REL),
-                    "diffusionmbir": (sampling.DMBIR_LAM_REL, sampling.DMBIR_RHO_REL),
-                    "dds": (sampling.DDS_LAM_REL, sampling.DDS_RHO_REL)}
 
 
 def resolved_kwargs(task, setting, label, size=64, n_steps=None, defaults=False, A=None):
-    """What a table row runs with on this task's operator: ``method_kwargs`` (or, with
-    ``defaults=True``, only what defines a ``VARIANTS`` row), with lam and rho made explicit
-    (the method's defaults scaled to the operator, where the row does not set them). ``A``: the
-    task's operator if already built (it caches its scale); built here otherwise."""
-    kw = dict(VARIANT_KWARGS.get(label, {})) if defaults else method_kwargs(task, label, n_steps)
-    method = method_of(label)
-    if method in RELATIVE_LAM_RHO:
+    """What a table row runs with on this task's operator: ``method_kwargs`` with lam and rho
+    made explicit (the method's preset scaled to the operator, where the row does not set them).
+    ``A``: the task's operator if already built (it caches its scale); built here otherwise."""
+    kw = method_kwargs(task, label, n_steps, defaults)
+    preset = PRESETS.get(method_of(label))
+    if preset is not None and preset.lam_rel is not None:
         A = operator(task, setting, size) if A is None else A
-        kw["lam"], kw["rho"] = scaled_defaults(A, kw.get("lam"), kw.get("rho"), *RELATIVE_LAM_RHO[method])
+        kw["lam"], kw["rho"] = scaled_defaults(A, kw.get("lam"), kw.get("rho"), preset)
     return kw
 
 
-def run(task, settings, methods=METHODS, size=64, n_volumes=4, n_steps=None, seed=0, prior=None,
+def run_row(label, y, A, prior, kw, seed=0, progress=False, device="cpu"):
+    """Reconstruct ``y`` as the row ``label`` does with keyword arguments ``kw`` (shipped priors
+    named in ``kw`` are loaded on ``device``); the samplers' noise is seeded with ``seed``."""
+    call = {k: load_prior(v, device=device) if k in ("prior", "prior_perp") else v for k, v in kw.items()}
+    prior = call.pop("prior", prior)
+    generator = torch.Generator().manual_seed(seed)
+    row = ROWS[label]
+    if row.sampler is None:
+        return reconstruct(y, A, row.method, prior=prior, generator=generator, progress=progress, **call)
+    return row.sampler(y, A, prior, generator=generator, progress=progress, **call)
+
+
+def run(task, settings, methods=TABLE_ROWS, size=64, n_volumes=4, n_steps=None, seed=0, prior=None,
         seeds=None, progress=True, overrides=None, keep=False, depth=None, device="cpu", defaults=False,
         source="phantom", split="test", noise="none"):
-    """Reconstruct every test volume with every method (or ``VARIANTS`` label); returns a list of rows.
+    """Reconstruct every test volume with every row of ``methods`` (labels of ``ROWS``); returns a list of rows.
 
     Each row: task, setting, method (the label), volume, per-axis psnr / ssim, seconds, and the kwargs used.
     ``overrides`` maps a method to keyword arguments that replace ``PARAMS`` (used by ``defaults_check``).
@@ -222,7 +236,7 @@ def run(task, settings, methods=METHODS, size=64, n_volumes=4, n_steps=None, see
     for pictures. ``depth`` keeps the central ``depth`` slices of each volume (default: all; fewer for quick runs).
     ``device``: where the operators, the prior and the volumes live (the noise is drawn from a seeded
     CPU generator, so a seed gives the same run on every device). ``defaults=True`` runs every
-    method with its own defaults (no PARAMS; a ``VARIANTS`` row keeps only what defines it), to
+    method with its own defaults (no PARAMS; a variant row keeps only what defines it), to
     compare the defaults with the chosen settings. ``source`` / ``split``: phantoms or real
     volumes, test or validation (``test_set``). ``noise``: "none", "realistic" or a level (see
     ``noise_level``); the measurement noise is drawn from its own generator, seeded with
@@ -239,39 +253,15 @@ def run(task, settings, methods=METHODS, size=64, n_volumes=4, n_steps=None, see
             for label in methods:
                 if label == "fbp" and not hasattr(A, "fbp"):
                     label = "adjoint"                                    # zero-filled for MRI
-                kw = dict(VARIANT_KWARGS.get(label, {})) if defaults else method_kwargs(task, label, n_steps)
-                kw |= (overrides or {}).get(label, {})
-                call = {k: load_prior(v, device=device) if k in ("prior", "prior_perp") else v for k, v in kw.items()}
+                kw = method_kwargs(task, label, n_steps, defaults) | (overrides or {}).get(label, {})
                 t0 = time.perf_counter()
-                x_hat = reconstruct(y, A, method_of(label), prior=call.pop("prior", prior),
-                                    generator=torch.Generator().manual_seed(seed), progress=progress, **call)
+                x_hat = run_row(label, y, A, prior, kw, seed, progress, device)
                 rows.append(dict(task=task, setting=setting, method=label, volume=name, noise=noise_label(task, noise),
                                  seconds=time.perf_counter() - t0, kwargs=kw, nfe_per_slice=nfe_per_slice(label, kw),
                                  **metrics.per_axis(x_hat.float().cpu(), x.cpu())))
                 if keep:
                     rows[-1].update(x_hat=x_hat.float().cpu(), x=x.cpu())
     return rows
-
-
-def save_volumes(rows, path):
-    """Write the volumes of ``run(..., keep=True)`` rows to ``path`` (torch file, float16) and remove
-    them from the rows: ``{"x": {volume: truth}, "x_hat": {"task/setting/noise/method/volume": x_hat}}``."""
-    out = {"x": {}, "x_hat": {}}
-    for r in rows:
-        out["x"][r["volume"]] = r.pop("x").half()
-        out["x_hat"][volume_key(r)] = r.pop("x_hat").half()
-    torch.save(out, path)
-
-
-def volume_key(row):
-    """The key of a row's reconstruction in a ``save_volumes`` file."""
-    return "/".join(str(row[f]) for f in ("task", "setting", "noise", "method", "volume"))
-
-
-def load_volumes(path):
-    """The volumes of a ``save_volumes`` file, as float32: (truths by volume, reconstructions by ``volume_key``)."""
-    data = torch.load(path, weights_only=True)
-    return ({k: v.float() for k, v in data["x"].items()}, {k: v.float() for k, v in data["x_hat"].items()})
 
 
 def nfe_per_slice(label, kw):
@@ -300,32 +290,10 @@ def prior_modality(task, source="phantom"):
     return "phantom" if source == "phantom" else ("mr" if task == "mri" else "ct")
 
 
-def run_all(jobs=JOBS, methods=METHODS, **kwargs):
+def run_all(jobs=JOBS, methods=TABLE_ROWS, **kwargs):
     """``run`` for every task and its settings in ``jobs`` (default: all of the book's experiments);
     ``kwargs`` go to ``run``. The command line's tables and the appendix "Results" both come from here."""
     return [row for task, settings in jobs.items() for row in run(task, settings, methods, **kwargs)]
-
-
-def table(rows, per_volume=False):
-    """Mean over volumes per (task, setting, noise, method) (or one line per volume with
-    ``per_volume=True``): a text table with PSNR / SSIM per axis and seconds per volume."""
-    fields = ("task", "setting", "noise", "method") + (("volume",) if per_volume else ())
-    widths = (14, 13, 12, 15) + ((14,) if per_volume else ())
-    head = "".join(f"{f:<{w}}" for f, w in zip(fields, widths)) + "".join(f"{a:>17}" for a in metrics.AXES) + \
-        f"{'s/vol':>8}  n"
-    lines = [head, " " * sum(widths) + "".join(f"{'PSNR   SSIM':>17}" for _ in metrics.AXES), "-" * len(head)]
-    for key in dict.fromkeys(tuple(r.get(f, "noise-free") for f in fields) for r in rows):
-        group = [r for r in rows if tuple(r.get(f, "noise-free") for f in fields) == key]
-        mean = lambda a, m: sum(r[a][m] for r in group) / len(group)
-        cells = "".join(f"{mean(a, 'psnr'):>10.2f}{mean(a, 'ssim'):>7.3f}" for a in metrics.AXES)
-        secs = sum(r["seconds"] for r in group) / len(group)
-        lines.append("".join(f"{str(k):<{w}}" for k, w in zip(key, widths)) + f"{cells}{secs:>8.1f}  {len(group)}")
-    return "\n".join(lines)
-
-
-def mean_psnr(rows, method, axes=tuple(metrics.AXES)):
-    group = [r for r in rows if r["method"] == method]
-    return sum(r[a]["psnr"] for r in group for a in axes) / (len(group) * len(axes))
 
 
 # The defaults check: each method with no arguments at all against the best of a small grid around
@@ -410,18 +378,18 @@ def step_curve(task, setting, steps, depth=None, n_volumes=1, size=64, prior=Non
 def beyond(views=8, methods=None, n_volumes=1, split="test", iscs=(ISCS_PERIOD,), depth=None, seed=0, device="cpu",
            save=None, n_steps=None):
     """The table of chapter "Beyond TV along z": sparse-view CT at ``views`` on whole phantom volumes
-    (the coronal prior needs the full 64^3 cube), every ``BEYOND_METHODS`` row; ``split``
+    (the coronal prior needs the full 64^3 cube), every ``BEYOND_ROWS`` row; ``split``
     "validation" runs on ``data.VALIDATION_SEEDS`` (where ISCS_PERIOD was chosen) and reports
     each ISCS row once per anchor spacing in ``iscs``. ``n_steps``: fewer steps for quick runs
     (default: each sampler's own). Prints the table and NFE per slice."""
-    methods = list(methods or BEYOND_METHODS)
+    methods = list(methods or BEYOND_ROWS)
     seeds = data.VALIDATION_SEEDS if split == "validation" else None
     common = dict(n_volumes=n_volumes, seeds=seeds, depth=depth, seed=seed, progress=False, device=device,
                   n_steps=n_steps)
     print(f"beyond: sparse-view CT, {views} views, {split} phantoms x {n_volumes}, noise-free, seed {seed}", flush=True)
     rows = []
     for label in methods:
-        periods = iscs if "iscs" in BEYOND.get(label, {}) else [None]
+        periods = iscs if "iscs" in ROWS[label].kwargs else [None]
         for P in periods:
             over = {label: dict(iscs=P)} if P is not None else None
             new = run("sparse_view", [views], [label], overrides=over, **common)
@@ -442,7 +410,7 @@ def beyond(views=8, methods=None, n_volumes=1, split="test", iscs=(ISCS_PERIOD,)
 def check_settings(parser, a):
     """The settings argparse cannot check by type alone (rows, arcs, masks, noise levels):
     ``parser.error`` (one line, exit status 2) on the first bad one, before anything runs."""
-    rows = sorted({*RECONSTRUCT_METHODS, *VARIANTS})
+    rows = sorted(ROWS)
     for label in a.methods or []:
         if label not in rows:
             parser.error(f"argument --methods: unknown row {label!r}; choose from {', '.join(rows)}")
@@ -461,7 +429,8 @@ def check_settings(parser, a):
             parser.error(f"argument --noise: a level is 'none', 'realistic' or a number, got {noise!r}")
 
 
-def main(argv=None):
+def parser():
+    """The command line (module docstring), every option with its default."""
     p = argparse.ArgumentParser(
         prog="python -m dmbir_edu.experiments", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Per-axis PSNR / SSIM tables on held-out volumes (sparse_view, limited_angle, mri, all); "
@@ -478,7 +447,7 @@ def main(argv=None):
                    help="limited-angle CT: arc in degrees")
     p.add_argument("--accel", nargs="+", default=JOBS["mri"], help="MRI masks, e.g. uniform1d-x4 vd2d-x8")
     p.add_argument("--methods", nargs="+", default=None,
-                   help=f"table rows (default: {' '.join(METHODS)}; for 'defaults': {' '.join(DEFAULTS_METHODS)})")
+                   help=f"table rows (default: {' '.join(TABLE_ROWS)}; for 'defaults': {' '.join(DEFAULTS_METHODS)})")
     p.add_argument("--volumes", type=positive_int_arg, default=None,
                    help="number of held-out volumes per task (CT); default 4, and 1 for 'beyond' (whole 64^3 volumes)")
     p.add_argument("--steps", type=positive_int_arg, nargs="+", default=None,
@@ -509,35 +478,36 @@ def main(argv=None):
     p.add_argument("--save-volumes", default=None,
                    help="tables: also write the reconstructions and the truths to this torch file (float16; "
                         "read it with load_volumes)")
-    a = p.parse_args(argv)
-    check_settings(p, a)
-    jobs = {"sparse_view": a.views, "limited_angle": a.arc, "mri": a.accel}
-    methods = a.methods or list(DEFAULTS_METHODS if a.task == "defaults" else METHODS)
-    prior = load_prior(a.prior, device=a.device) if a.prior else None
-    tasks = {"steps": [a.sub_task or "sparse_view"], "defaults": [a.sub_task] if a.sub_task else list(jobs),
-             "all": list(jobs)}.get(a.task, [a.task])
-    names = {DEFAULT_PRIORS[prior_modality(t, a.data)] for t in tasks}
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {a.device}, prior "
-          f"{(a.prior or ' / '.join(sorted(names))) if needs_prior(methods) else '-'}", flush=True)
-    if a.task == "defaults":
-        defaults_check({t: s for t, s in jobs.items() if a.sub_task in (None, t)}, methods, depth=a.depth or 8,
-                       size=a.size, prior=prior, device=a.device, print_fn=functools.partial(print, flush=True),
-                       source=a.data, noise=a.noise[0])
-        return
-    if a.task == "beyond":
-        views = a.views[0] if a.views != JOBS["sparse_view"] else 8
-        beyond(views, a.methods, a.volumes or 1, a.split, a.iscs or [ISCS_PERIOD], a.depth, a.seed, a.device, a.save,
-               a.steps[0] if a.steps else None)
-        return
-    if a.task == "steps":
-        task = a.sub_task or "sparse_view"
-        step_curve(task, jobs[task][0], a.steps or [100, 300, 1000], a.depth, prior=prior, device=a.device,
+    return p
+
+
+def cli_defaults(a, jobs, methods, prior):
+    """``defaults [task]``: each method's defaults against a grid around them, on validation."""
+    defaults_check({t: s for t, s in jobs.items() if a.sub_task in (None, t)}, methods, depth=a.depth or 8,
+                   size=a.size, prior=prior, device=a.device, print_fn=functools.partial(print, flush=True),
                    source=a.data, noise=a.noise[0])
-        return
+
+
+def cli_beyond(a, jobs, methods, prior):
+    """``beyond``: the table of chapter "Beyond TV along z" (8 views unless --views is given)."""
+    views = a.views[0] if a.views != JOBS["sparse_view"] else 8
+    beyond(views, a.methods, a.volumes or 1, a.split, a.iscs or [ISCS_PERIOD], a.depth, a.seed, a.device, a.save,
+           a.steps[0] if a.steps else None)
+
+
+def cli_steps(a, jobs, methods, prior):
+    """``steps [task]``: PSNR against the step count on validation, at the task's first setting."""
+    task = a.sub_task or "sparse_view"
+    step_curve(task, jobs[task][0], a.steps or [100, 300, 1000], a.depth, prior=prior, device=a.device,
+               source=a.data, noise=a.noise[0])
+
+
+def cli_tables(a, jobs, methods, prior):
+    """``sparse_view`` / ``limited_angle`` / ``mri`` / ``all``: the tables on the held-out volumes,
+    at every noise level asked for; --save and --save-volumes write the rows and the volumes."""
     jobs = {task: settings for task, settings in jobs.items() if a.task in (task, "all")}
     which = a.split + " volumes" if a.data == "real" else "held-out phantoms; MRI: the MNI152 brain"
-    print(f"data: {a.data} ({which}), "
-          f"noise: {' / '.join(a.noise)}, seed {a.seed}", flush=True)
+    print(f"data: {a.data} ({which}), noise: {' / '.join(a.noise)}, seed {a.seed}", flush=True)
     rows = [row for noise in a.noise for row in
             run_all(jobs, methods, size=a.size, n_volumes=a.volumes or 4, n_steps=a.steps[0] if a.steps else None,
                     depth=a.depth, seed=a.seed, prior=prior, progress=False, device=a.device, source=a.data,
@@ -550,6 +520,24 @@ def main(argv=None):
             json.dump(rows, f, indent=1, default=str)
     for (task, method), kw in {(r["task"], r["method"]): r["kwargs"] for r in rows}.items():   # what each row ran with
         print(f"{task} {method}: {kw}")
+
+
+COMMANDS = {"defaults": cli_defaults, "beyond": cli_beyond, "steps": cli_steps}     # the rest: cli_tables
+
+
+def main(argv=None):
+    p = parser()
+    a = p.parse_args(argv)
+    check_settings(p, a)
+    jobs = {"sparse_view": a.views, "limited_angle": a.arc, "mri": a.accel}
+    methods = a.methods or list(DEFAULTS_METHODS if a.task == "defaults" else TABLE_ROWS)
+    prior = load_prior(a.prior, device=a.device) if a.prior else None
+    tasks = {"steps": [a.sub_task or "sparse_view"], "defaults": [a.sub_task] if a.sub_task else list(jobs),
+             "all": list(jobs)}.get(a.task, [a.task])
+    names = {DEFAULT_PRIORS[prior_modality(t, a.data)] for t in tasks}
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {a.device}, prior "
+          f"{(a.prior or ' / '.join(sorted(names))) if needs_prior(methods) else '-'}", flush=True)
+    COMMANDS.get(a.task, cli_tables)(a, jobs, methods, prior)
 
 
 if __name__ == "__main__":

@@ -4,12 +4,15 @@ Problem (anisotropic TV along the chosen axes; D_z only for DiffusionMBIR):
 
     min_x  1/2 ||A x - y||^2 + lam * sum_i ||D_i x||_1.
 
-ADMM with the splitting z_i = D_i x and scaled duals u_i (Boyd et al. 2011, section 3.1.1)::
+ADMM with the splitting v_i = D_i x and scaled duals u_i (Boyd et al. 2011, section 3.1.1, who
+call the split variable z; here z is the axis)::
 
-    x   <- argmin_x 1/2 ||A x - y||^2 + rho/2 sum_i ||D_i x - z_i + u_i||^2
-           i.e. (A^T A + rho sum_i D_i^T D_i) x = A^T y + rho sum_i D_i^T (z_i - u_i), by CG
-    z_i <- soft(D_i x + u_i, lam / rho)
-    u_i <- u_i + D_i x - z_i
+    x   <- argmin_x 1/2 ||A x - y||^2 + rho/2 sum_i ||D_i x - v_i + u_i||^2
+           i.e. (A^T A + rho sum_i D_i^T D_i) x = A^T y + rho sum_i D_i^T (v_i - u_i), by CG
+    v_i <- soft(D_i x + u_i, lam / rho)
+    u_i <- u_i + D_i x - v_i
+
+In code the tuple of difference operators (D_z,) or (D_z, D_y, D_x) is ``diffs``, one of them ``Di``.
 
 Explained in: chapter "Model-based iterative reconstruction" (book/02_mbir.ipynb).
 """
@@ -17,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .operators import FiniteDifference, check_measurements, check_number, check_positive_int, scaled_defaults
+from .operators import FiniteDifference, Preset, check_measurements, check_number, check_positive_int, scaled_defaults
 
 
 def conjugate_gradient(normal_op, rhs, x0, n_iter=20, tol=None, dims=None):
@@ -64,12 +67,12 @@ def soft_threshold(v, tau):
 
 @dataclass(frozen=True)
 class ADMMState:
-    """The ADMM split variables z_i = D_i x and scaled duals u_i, one tensor per difference.
+    """The ADMM split variables v_i = D_i x and scaled duals u_i, one tensor per difference.
 
     Created once (``ADMMState.zeros``) and threaded through the iterations; DiffusionMBIR carries
     it across all diffusion steps (the official code hides it in closures).
     """
-    z: tuple
+    v: tuple
     u: tuple
 
     @staticmethod
@@ -92,58 +95,61 @@ def check_lam_rho(lam, rho):
     check_number(rho, "rho", positive=True)
 
 
-def admm_tv_step(x, state, y, A, D, lam, rho, n_cg=1, ATy=None, cg_dims=None):
+def admm_tv_step(x, state, y, A, diffs, lam, rho, n_cg=1, ATy=None):
     """One ADMM-TV iteration (module docstring), warm-started at ``x``.
 
     Parameters
     ----------
     x : (D, H, W) tensor, the current estimate (the CG warm start).
-    state : ADMMState with one (z_i, u_i) per operator in ``D``.
+    state : ADMMState with one (v_i, u_i) per operator in ``diffs``.
     y, A : measurements and forward operator (``A(x)``, ``A.adjoint(y)``).
-    D : tuple of FiniteDifference, e.g. ``tv_operators("z")``.
+    diffs : tuple of FiniteDifference D_i, e.g. ``tv_operators("z")``.
     lam, rho : TV weight and ADMM penalty.
     n_cg : CG iterations for the x-update.
     ATy : optional precomputed ``A.adjoint(y)``.
-    cg_dims : inner-product dims of the CG (None: global). With ``D=()`` and
-        ``cg_dims=(-2, -1)`` the step is plain per-slice data consistency.
 
     Returns
     -------
     (x, ADMMState)
     """
     ATy = A.adjoint(y) if ATy is None else ATy
-    # x-update: (A^T A + rho sum D_i^T D_i) x = A^T y + rho sum D_i^T (z_i - u_i)
-    rhs = ATy + rho * sum(Di.adjoint(z - u) for Di, z, u in zip(D, state.z, state.u))
+    # x-update: (A^T A + rho sum D_i^T D_i) x = A^T y + rho sum D_i^T (v_i - u_i)
+    rhs = ATy + rho * sum(Di.adjoint(v - u) for Di, v, u in zip(diffs, state.v, state.u))
 
-    def normal_op(v):
-        return A.adjoint(A(v)) + rho * sum(Di.adjoint(Di(v)) for Di in D)
+    def normal_op(w):
+        return A.adjoint(A(w)) + rho * sum(Di.adjoint(Di(w)) for Di in diffs)
 
-    x = conjugate_gradient(normal_op, rhs, x, n_cg, dims=cg_dims)
-    Dx = tuple(Di(x) for Di in D)
-    # z-update: soft-threshold; u-update: dual ascent on the constraint D_i x = z_i
-    z = tuple(soft_threshold(d + u, lam / rho) for d, u in zip(Dx, state.u))
-    u = tuple(u + d - zi for u, d, zi in zip(state.u, Dx, z))
-    return x, ADMMState(z, u)
+    x = conjugate_gradient(normal_op, rhs, x, n_cg)
+    Dx = tuple(Di(x) for Di in diffs)
+    # v-update: soft-threshold; u-update: dual ascent on the constraint D_i x = v_i
+    v = tuple(soft_threshold(d + u, lam / rho) for d, u in zip(Dx, state.u))
+    u = tuple(u + d - vi for u, d, vi in zip(state.u, Dx, v))
+    return x, ADMMState(v, u)
 
 
-def tv_objective(x, y, A, D, lam):
+def data_consistency(x, ATy, A, n_cg):
+    """``n_cg`` CG iterations on A^T A x = A^T y, one independent solve per slice, warm-started at
+    ``x``: the data-consistency step of the slice-wise samplers (no coupling between slices)."""
+    return conjugate_gradient(lambda w: A.adjoint(A(w)), ATy, x, n_cg, dims=(-2, -1))
+
+
+def tv_objective(x, y, A, diffs, lam):
     """1/2 ||A x - y||^2 + lam sum_i ||D_i x||_1 (real for complex y)."""
     r = A(x) - y
-    return 0.5 * (r.abs() ** 2).sum().item() + lam * sum(Di(x).abs().sum().item() for Di in D)
+    return 0.5 * (r.abs() ** 2).sum().item() + lam * sum(Di(x).abs().sum().item() for Di in diffs)
 
 
-# admm_tv's default lam and rho relative to the operator's scale ||A^T A|| (``A.normal_norm()``,
-# ``operators.scaled_defaults``), chosen on validation volumes (book appendix "Validation").
-ADMM_LAM_REL, ADMM_RHO_REL = 1e-4, 1e-3
+# admm_tv's defaults (``operators.Preset``; the reasons: book appendix "Validation").
+ADMM_TV = Preset(n_iter=30, n_cg=20, lam_rel=1e-4, rho_rel=1e-3)
 
 
-def admm_tv(y, A, lam=None, rho=None, axes="xyz", n_iter=30, n_cg=20, x0=None, boundary="neumann", callback=None):
+def admm_tv(y, A, lam=None, rho=None, axes="xyz", n_iter=ADMM_TV.n_iter, n_cg=ADMM_TV.n_cg, x0=None, boundary="neumann",
+            callback=None):
     """ADMM-TV reconstruction: ``n_iter`` ADMM iterations of ``admm_tv_step`` from ``x0``
     (default zeros, as the official baseline), with ``n_cg`` CG iterations per x-update.
 
-    lam, rho default (None) to ``ADMM_LAM_REL`` and ``ADMM_RHO_REL`` times ||A^T A||
-    (``A.normal_norm()``; at 8 views, 64^2: lam = 0.050, rho = 0.50), so that one default serves
-    every task.
+    lam, rho default (None) to ``ADMM_TV.lam_rel`` and ``ADMM_TV.rho_rel`` times ||A^T A||
+    (``A.normal_norm()``), so that one default serves every task.
 
     ``axes="xyz"`` is 3D anisotropic TV, ``axes="z"`` TV along z only. ``callback(k, x, state)``
     is called after every iteration. Returns x, shaped like ``A.adjoint(y)``. ``n_iter`` and
@@ -152,15 +158,15 @@ def admm_tv(y, A, lam=None, rho=None, axes="xyz", n_iter=30, n_cg=20, x0=None, b
     Explained in: chapter "Model-based iterative reconstruction" (book/02_mbir.ipynb).
     """
     y = check_measurements(y, A)
-    D = tv_operators(axes, boundary)
+    diffs = tv_operators(axes, boundary)
     n_iter, n_cg = check_positive_int(n_iter, "n_iter"), check_positive_int(n_cg, "n_cg")
-    lam, rho = scaled_defaults(A, lam, rho, ADMM_LAM_REL, ADMM_RHO_REL)
+    lam, rho = scaled_defaults(A, lam, rho, ADMM_TV)
     check_lam_rho(lam, rho)
     ATy = A.adjoint(y)
     x = torch.zeros_like(ATy) if x0 is None else x0
-    state = ADMMState.zeros(x, len(D))
+    state = ADMMState.zeros(x, len(diffs))
     for k in range(n_iter):
-        x, state = admm_tv_step(x, state, y, A, D, lam, rho, n_cg, ATy)
+        x, state = admm_tv_step(x, state, y, A, diffs, lam, rho, n_cg, ATy)
         if callback is not None:
             callback(k, x, state)
     return x

@@ -11,7 +11,9 @@ import numpy as np
 import torch
 from skimage.metrics import structural_similarity
 
-AXES = {"axial": 0, "coronal": 1, "sagittal": 2}
+from .planes import PLANES
+
+AXES = {plane: axis for axis, plane in enumerate(PLANES)}     # plane -> the axis its slices fix
 
 
 def psnr(x_hat, x_true, data_range=1.0):

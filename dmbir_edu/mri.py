@@ -9,7 +9,7 @@ import numbers
 
 import torch
 
-from .operators import LinearOperator, check_finite, check_last_dims, check_positive_int, generator_device
+from .operators import LinearOperator, check_finite, check_last_dims, check_positive_int, randn_like
 
 
 def fft2c(x):
@@ -132,9 +132,7 @@ def complex_gaussian_noise(y, snr_db, mask=None, generator=None):
         return y.clone()
     signal_power = y.abs().double().pow(2)[mask.expand_as(y)].mean()
     sigma = float((signal_power / 10 ** (snr_db / 10)).sqrt())
-    real_dtype = y.real.dtype
-    a, b = torch.randn((2, *y.shape), generator=generator, dtype=real_dtype,
-                       device=generator_device(y, generator)).to(y.device)
+    a, b = randn_like(y.real.new_empty(2, *y.shape), generator)     # real and imaginary parts
     return y + torch.complex(a, b) * (sigma / math.sqrt(2)) * mask
 
 

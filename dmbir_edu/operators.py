@@ -6,6 +6,7 @@ Explained in: chapter "Model-based iterative reconstruction" (book/02_mbir.ipynb
 import argparse
 import math
 import numbers
+from dataclasses import dataclass
 
 import torch
 
@@ -64,7 +65,7 @@ def check_measurements(y, A, name="y"):
 def generator_device(x, generator=None):
     """The device random numbers for ``x`` are drawn on: the generator's, else ``x``'s.
 
-    Noise is drawn there and then moved to ``x``'s device (as ``sampling.randn_like`` does), so a
+    Noise is drawn there and then moved to ``x``'s device (as ``randn_like`` does), so a
     seeded CPU generator gives the same numbers whatever device ``x`` lives on. Every function that
     draws noise asks this first, so a ``generator`` that is not a ``torch.Generator`` (a bare seed
     such as 42) is a TypeError here: pass ``torch.Generator().manual_seed(42)``."""
@@ -74,6 +75,16 @@ def generator_device(x, generator=None):
         raise TypeError(f"generator must be a torch.Generator or None (for a seed s, pass "
                         f"torch.Generator().manual_seed(s)), got {type(generator).__name__} {generator!r}")
     return generator.device
+
+
+def randn_like(x, generator=None):
+    """Standard normal noise shaped like ``x``, in its dtype and on its device.
+
+    The noise is drawn on the generator's device (``generator_device``) and moved to ``x``'s, so a
+    seeded CPU generator gives the same numbers whatever device the volume is on (same seed, same
+    result on CPU and GPU, up to the device's arithmetic). The samplers, ``ct.poisson_noise`` and
+    ``mri.complex_gaussian_noise`` all draw their noise here."""
+    return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=generator_device(x, generator)).to(x.device)
 
 
 def positive_int_arg(text):
@@ -100,7 +111,76 @@ def device_arg(text):
     return text
 
 
-class FiniteDifference:
+class LinearOperator:
+    """What ``reconstruct`` and the samplers rely on; subclass it to plug in an operator of your own.
+
+    A subclass sets ``image_size`` (slices are ``image_size`` x ``image_size``) and
+    ``measurement_shape`` (one slice's measurements) and implements
+
+    * ``A(x)``: ``(..., H, W)`` -> ``(..., *measurement_shape)``, slice by slice;
+    * ``A.adjoint(y)``: the exact adjoint, back to ``(..., H, W)`` (real images);
+    * ``A.to(device)``: the same operator with its tensors on ``device`` (returns ``self``).
+
+    It inherits ``A.normal_norm()``, ||A^T A|| (the largest eigenvalue of the normal operator) by
+    power iteration, cached: the scale of the methods' default lam and rho (``scaled_defaults``).
+    Scaling A by c scales the data term 1/2 ||A x - y||^2 by c^2 and ||A^T A|| with it, so one
+    relative default serves every view count, arc and modality. The ADMM penalty rho sets the
+    conditioning of the x-update (A^T A + rho D_z^T D_z), which ||A^T A|| measures; the values for
+    the book's operators and the validation runs behind this choice are in the book's appendix
+    "Validation". It also inherits ``A.dot_test()``, the adjoint check every operator must pass.
+    Optional: ``A.fbp(y)`` (the method "fbp" uses it where it exists) and ``A.final_correction``
+    (True where the released DiffusionMBIR ends with a Kaczmarz step, i.e. CT; False here).
+    """
+
+    final_correction = False
+    _normal_norm = None
+
+    def __call__(self, x):
+        raise NotImplementedError
+
+    def adjoint(self, y):
+        raise NotImplementedError
+
+    def to(self, device):
+        return self
+
+    def dot_test(self, shape=None, seed=0):
+        """The adjoint test: |<A x, y> - <x, A^T y>| / max(|<A x, y>|, |<x, A^T y>|) for random
+        x, y in float64 (complex y where A's output is complex; the real part of the inner
+        product, since images are real). An exact adjoint gives round-off (below 1e-12 for the
+        package's operators); c A^T gives |1 - c| / max(1, |c|). ``shape``: of x, default two
+        slices (2, image_size, image_size)."""
+        g = torch.Generator().manual_seed(seed)
+        shape = (2, self.image_size, self.image_size) if shape is None else tuple(shape)
+        x = torch.randn(shape, generator=g, dtype=torch.float64)
+        device = getattr(self, "device", None)
+        x = x.to(device) if device is not None else x
+        Ax = self(x)
+        y = randn_like(Ax, g)
+        lhs = (Ax.conj() * y).real.sum() if Ax.is_complex() else (Ax * y).sum()
+        rhs = (x * self.adjoint(y)).sum()
+        return float((lhs - rhs).abs() / torch.maximum(lhs.abs(), rhs.abs()))
+
+    def normal_norm(self, n_iter=100, seed=0):
+        """||A^T A|| (spectral norm) by ``n_iter`` power iterations on one slice, float64, cached.
+
+        Slices are independent, so one slice's normal operator is the whole story. Relative
+        accuracy: better than 1e-3 for the book's operators (tested against the exact value for
+        MRI, 1, and a dense eigen-solve for small CT).
+        """
+        if getattr(self, "_normal_norm", None) is None:
+            g = torch.Generator().manual_seed(seed)
+            v = torch.randn(1, self.image_size, self.image_size, generator=g, dtype=torch.float64)
+            v = v.to(self.device) if getattr(self, "device", None) is not None else v
+            lam = 0.0
+            for _ in range(n_iter):
+                w = self.adjoint(self(v / v.norm()))
+                lam, v = w.norm().item(), w
+            self._normal_norm = lam
+        return self._normal_norm
+
+
+class FiniteDifference(LinearOperator):
     """Forward difference along one axis: (D x)_i = x_{i+1} - x_i.
 
     The output has the input's shape. Boundary:
@@ -114,7 +194,8 @@ class FiniteDifference:
     with the boundary entry y_{n-1} treated as 0 (neumann).
 
     ``axis`` counts from the end for negative values, so ``FiniteDifference(-3)`` is D_z for
-    volumes shaped ``(..., D, H, W)``.
+    volumes shaped ``(..., D, H, W)``. A ``LinearOperator`` on volumes of any shape:
+    ``dot_test(shape)`` takes the shape of one.
 
     Explained in: chapter "Model-based iterative reconstruction" (book/02_mbir.ipynb).
     """
@@ -141,65 +222,48 @@ class FiniteDifference:
     def __repr__(self):
         return f"FiniteDifference(axis={self.axis}, boundary={self.boundary!r})"
 
+class WrappedOperator(LinearOperator):
+    """An operator built on another, ``self.A``: it forwards what ``A`` is (image size,
+    measurement shape, device, final correction, scale) and applies ``A`` and its adjoint. Subclass
+    it and override ``__call__`` or ``adjoint`` (a counter, a scaled back-projector)."""
 
-class LinearOperator:
-    """What ``reconstruct`` and the samplers rely on; subclass it to plug in an operator of your own.
-
-    A subclass sets ``image_size`` (slices are ``image_size`` x ``image_size``) and
-    ``measurement_shape`` (one slice's measurements) and implements
-
-    * ``A(x)``: ``(..., H, W)`` -> ``(..., *measurement_shape)``, slice by slice;
-    * ``A.adjoint(y)``: the exact adjoint, back to ``(..., H, W)`` (real images);
-    * ``A.to(device)``: the same operator with its tensors on ``device`` (returns ``self``).
-
-    It inherits ``A.normal_norm()``, ||A^T A|| (the largest eigenvalue of the normal operator) by
-    power iteration, cached: the scale of the methods' default lam and rho (``scaled_defaults``).
-    Scaling A by c scales the data term 1/2 ||A x - y||^2 by c^2 and ||A^T A|| with it, so one
-    relative default serves 2 views and 180, CT and MRI (||A^T A|| is 127 for 2 views, 495 for 8,
-    5845 for a 90 degree arc at 64^2, and 1 for MRI). The ADMM penalty rho sets the conditioning
-    of the x-update (A^T A + rho D^T D), which ||A^T A|| measures; the validation runs behind this
-    choice, and the mean eigenvalue that was tried instead, are in the book's appendix
-    "Validation". Optional: ``A.fbp(y)`` (the method "fbp"
-    uses it where it exists) and ``A.final_correction`` (True where the released DiffusionMBIR
-    ends with a Kaczmarz step, i.e. CT).
-    """
-
-    final_correction = False
-    _normal_norm = None
+    def __init__(self, A):
+        self.A = A
+        self.image_size, self.measurement_shape = A.image_size, A.measurement_shape
+        self.final_correction = A.final_correction
+        self.device = getattr(A, "device", None)
 
     def __call__(self, x):
-        raise NotImplementedError
+        return self.A(x)
 
     def adjoint(self, y):
-        raise NotImplementedError
-
-    def to(self, device):
-        return self
-
-    def normal_norm(self, n_iter=100, seed=0):
-        """||A^T A|| (spectral norm) by ``n_iter`` power iterations on one slice, float64, cached.
-
-        Slices are independent, so one slice's normal operator is the whole story. Relative
-        accuracy: better than 1e-3 for the book's operators (tested against the exact value for
-        MRI, 1, and a dense eigen-solve for small CT).
-        """
-        if getattr(self, "_normal_norm", None) is None:
-            g = torch.Generator().manual_seed(seed)
-            v = torch.randn(1, self.image_size, self.image_size, generator=g, dtype=torch.float64)
-            v = v.to(self.device) if getattr(self, "device", None) is not None else v
-            lam = 0.0
-            for _ in range(n_iter):
-                w = self.adjoint(self(v / v.norm()))
-                lam, v = w.norm().item(), w
-            self._normal_norm = lam
-        return self._normal_norm
+        return self.A.adjoint(y)
 
 
-def scaled_defaults(A, lam, rho, lam_rel, rho_rel):
-    """A method's (lam, rho): the caller's where given, else ``lam_rel`` and ``rho_rel`` times
-    ||A^T A|| (``LinearOperator.normal_norm``). The relative values are each method's own
-    defaults, chosen on validation volumes (book appendix "Validation")."""
+@dataclass(frozen=True)
+class Preset:
+    """A method's defaults in one record, kept next to its function (``mbir.ADMM_TV``,
+    ``sampling.DMBIR``, ...): the function's signature reads it, and so do ``reconstruct.PRESETS``,
+    the experiments, the benchmark and the book. Fields a method does not have stay None.
+
+    ``lam_rel``, ``rho_rel``: the TV weight and the ADMM penalty relative to the operator's scale
+    ||A^T A|| (``scaled_defaults``). The reasons for each value, with the validation runs behind
+    them, are in the book's appendix "Validation"."""
+    n_steps: int = None      # diffusion steps N
+    n_iter: int = None       # ADMM iterations (admm_tv)
+    n_cg: int = None         # CG iterations per x-update / data-consistency step
+    lam_rel: float = None
+    rho_rel: float = None
+    snr: float = None        # Langevin corrector signal-to-noise ratio r
+    chunk: int = None        # slices per predictor-corrector call (a method parameter: see sampling.pc_step)
+    eta: float = None        # DDS re-noise: 0 deterministic, 1 fresh noise only
+    zeta: float = None       # DPS guidance step
+
+
+def scaled_defaults(A, lam, rho, preset):
+    """A method's (lam, rho): the caller's where given, else the ``preset``'s ``lam_rel`` and
+    ``rho_rel`` times ||A^T A|| (``LinearOperator.normal_norm``)."""
     if lam is not None and rho is not None:
         return lam, rho
-    scale = A.normal_norm() if hasattr(A, "normal_norm") else LinearOperator.normal_norm(A)   # duck-typed A
-    return (lam_rel * scale if lam is None else lam), (rho_rel * scale if rho is None else rho)
+    scale = A.normal_norm()
+    return (preset.lam_rel * scale if lam is None else lam), (preset.rho_rel * scale if rho is None else rho)

@@ -13,7 +13,6 @@ So the same object serves the score-based predictor-corrector sampler of Diffusi
 
 Explained in: chapter "Score-based diffusion in 2D" (book/03_diffusion_2d.ipynb).
 """
-import hashlib
 import json
 import math
 from pathlib import Path
@@ -21,6 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .fetch import sha256
 from .operators import check_number, check_positive_int
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -84,13 +84,58 @@ class SlabConvIn(nn.Module):
         return self.base(h) + m.reshape(B * self.k, -1, *h.shape[-2:])
 
 
-class Prior(nn.Module):
+class BasePrior:
+    """What a sampler may use of a 2D prior: the protocol that ``Prior`` (the network),
+    ``GaussianPrior`` (an exact denoiser) and wrappers (``WrappedPrior``) all follow.
+
+    Attributes: ``name``; ``image_size`` (slices are image_size x image_size); ``sigma_min``,
+    ``sigma_max`` (the VE schedule it was trained for); ``channels`` (1, or k > 1 for a slab prior
+    that denoises runs of k adjacent slices); ``device`` (where it computes; noise for it is
+    drawn by the sampler). Methods: ``denoise(x, sigma)``, D(x; sigma), which a subclass
+    implements; ``score(x, sigma)`` and ``sigmas(n_steps)`` follow from it and the schedule.
+    """
+    name, channels, device = "prior", 1, torch.device("cpu")
+
+    def denoise(self, x, sigma):
+        raise NotImplementedError
+
+    def score(self, x, sigma):
+        """Score s(x; sigma) = (D(x; sigma) - x) / sigma^2 (Tweedie's formula)."""
+        denoised = self.denoise(x, sigma)                 # checks sigma as given (a number: no GPU wait)
+        sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
+        return (denoised - x) / sigma.reshape(-1, *[1] * (x.dim() - 1)) ** 2
+
+    def sigmas(self, n_steps):
+        """The samplers' noise levels: ``ve_sigmas`` from sigma_max down to sigma_min, then 0, as
+        a list of n_steps + 1 floats; step i moves from sigmas[i] to sigmas[i + 1]."""
+        return ve_sigmas(n_steps, self.sigma_min, self.sigma_max).tolist() + [0.0]
+
+
+class WrappedPrior(BasePrior):
+    """A prior built on another, ``self.prior``: it forwards the attributes of the protocol and
+    ``denoise``; subclass it and override ``denoise`` (a counter, a timer)."""
+
+    def __init__(self, prior):
+        self.prior = prior
+        self.name, self.image_size, self.channels = prior.name, prior.image_size, prior.channels
+        self.sigma_min, self.sigma_max = prior.sigma_min, prior.sigma_max
+
+    @property
+    def device(self):
+        return self.prior.device
+
+    def denoise(self, x, sigma):
+        return self.prior.denoise(x, sigma)
+
+
+class Prior(nn.Module, BasePrior):
     """A 2D denoiser D(x; sigma) on single-channel slices, with the VE schedule it was trained for.
 
     ``denoise`` and ``score`` take slices shaped ``(B, H, W)`` and a noise level ``sigma`` (a
     float or a ``(B,)`` tensor) and return ``(B, H, W)`` in the input's dtype and device.
-    Slices go through the network ``chunk`` at a time, so memory is bounded by the chunk,
-    not by the number of slices.
+    Slices go through the network ``batch`` at a time (64 by default), so memory is bounded by the
+    batch, not by the number of slices; the network sees every slice on its own, so the batch
+    changes no number.
 
     Preconditioning (EDM, with the data shifted by -0.5 so it is roughly centred):
     D(x; sigma) = 0.5 + c_skip (x - 0.5) + c_out F(c_in (x - 0.5); c_noise), with
@@ -107,7 +152,7 @@ class Prior(nn.Module):
         self.net = unet(self.config)
         if self.channels > 1:
             self.net.conv_in = SlabConvIn(self.net.conv_in, self.channels)
-        self.chunk = 64          # slices per network call
+        self.batch = 64          # slices per network call: memory only, no numerical effect
         self.autocast = False    # bf16 autocast: fast only on CPUs with native bf16 (avx512_bf16/amx)
         self.speed_up(channels_last=True)
 
@@ -172,18 +217,8 @@ class Prior(nn.Module):
         sigma = torch.as_tensor(sigma, dtype=torch.float32, device=p.device).expand(x.shape[0])
         one = self.channels == 1
         out = [self((xc[:, None] if one else xc).to(p.device, torch.float32), sc)
-               for xc, sc in zip(x.split(self.chunk), sigma.split(self.chunk))]
+               for xc, sc in zip(x.split(self.batch), sigma.split(self.batch))]
         return torch.cat(out)[:, 0].to(x.device, x.dtype) if one else torch.cat(out).to(x.device, x.dtype)
-
-    def score(self, x, sigma):
-        """Score s(x; sigma) = (D(x; sigma) - x) / sigma^2 (Tweedie's formula)."""
-        denoised = self.denoise(x, sigma)                 # checks sigma as given (a number: no GPU wait)
-        sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
-        return (denoised - x) / sigma.reshape(-1, *[1] * (x.dim() - 1)) ** 2
-
-
-def sha256(path):
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def available_priors():
@@ -229,14 +264,13 @@ def load_prior(name=None, device="cpu", image_size=None, modality="phantom"):
     return prior.eval().requires_grad_(False).to(device)
 
 
-class GaussianPrior:
+class GaussianPrior(BasePrior):
     """Known-answer stand-in for the network: data x_0 ~ N(mean, std^2 I), independent pixels.
 
     Its denoiser is exact: D(x; sigma) = mean + std^2 / (std^2 + sigma^2) (x - mean), so the
     samplers can be checked against analytic means and variances. ``mean`` may be an image (H, W)
     (a prior whose mean differs per pixel of its plane); ``channels`` k > 1 makes it a slab prior
-    of k independent slices. Same interface as ``Prior`` (``denoise``, ``score``, ``sigma_min``,
-    ``sigma_max``, ``image_size``, ``channels``).
+    of k independent slices. The protocol of ``BasePrior``, as ``Prior``.
     """
 
     def __init__(self, image_size, mean=0.5, std=0.2, sigma_min=0.01, sigma_max=40.0, channels=1):
@@ -247,5 +281,3 @@ class GaussianPrior:
         check_sigma(sigma)
         sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).reshape(-1, *[1] * (x.dim() - 1))
         return self.mean + self.std**2 / (self.std**2 + sigma**2) * (x - self.mean)
-
-    score = Prior.score

@@ -1,14 +1,18 @@
 """One entry point for every method in the book: ``reconstruct(y, A, method, ...)``.
 
-It only dispatches; each method's own function holds the algorithm and its defaults.
+It only dispatches; each method's own function holds the algorithm, and its defaults are one
+``operators.Preset`` record next to it, collected in ``PRESETS``.
 """
 import torch
 
-from .mbir import admm_tv, conjugate_gradient
+from .mbir import ADMM_TV, admm_tv, conjugate_gradient
 from .operators import check_measurements, check_positive_int
+from .sampling import PRESETS as SAMPLER_PRESETS
+from .sampling import SAMPLERS
 
-DIFFUSION_METHODS = ("slicewise", "diffusionmbir", "dds")     # the methods that need a prior
+DIFFUSION_METHODS = tuple(SAMPLERS)                          # the methods that need a prior
 METHODS = ("fbp", "adjoint", "cg", "admm_tv", "admm_tv_z") + DIFFUSION_METHODS
+PRESETS = {"admm_tv": ADMM_TV, "admm_tv_z": ADMM_TV, **SAMPLER_PRESETS}    # method -> its defaults
 
 
 def least_squares(y, A, n_iter=20):
@@ -44,8 +48,6 @@ def reconstruct(y, A, method, prior=None, generator=None, progress=True, **kwarg
         return least_squares(y, A, **kwargs)
     if method in ("admm_tv", "admm_tv_z"):
         return admm_tv(y, A, **{"axes": "xyz" if method == "admm_tv" else "z", **kwargs})
-    from . import sampling
-
     if prior is None:
         raise ValueError(f"method {method!r} needs a prior, e.g. prior=dmbir_edu.load_prior('phantom64')")
-    return sampling.SAMPLERS[method](y, A, prior, generator=generator, progress=progress, **kwargs)
+    return SAMPLERS[method](y, A, prior, generator=generator, progress=progress, **kwargs)

@@ -1,20 +1,31 @@
-"""Diffusion samplers for 3D inverse problems with a 2D prior: slice-wise, DiffusionMBIR, DDS.
+"""Diffusion samplers for 3D inverse problems with a 2D prior: one function per algorithm box.
 
-All three share one loop shape: move every axial slice one noise level down with the 2D prior
-(in chunks of slices), then pull the whole volume towards the measurements with ONE ADMM-TV
-iteration (``mbir.admm_tv_step``), whose split variables (z, u) are carried across all steps:
+* ``sample``: unconditional predictor-corrector (PC) sampling of 2D slices (Song et al. 2021,
+  Algorithm 2, VE form).
+* ``slicewise``: PC sampling with per-slice data consistency, every axial slice on its own
+  (score-CT / POCS style): the baseline without z coupling.
+* ``diffusion_mbir``: DiffusionMBIR (Chung, Ryu, McCann, Klasky, Ye, CVPR 2023, Algorithm 1):
+  PC sampling on every axial slice, then ONE ADMM-TV-z iteration on the whole volume, with
+  the split variables (v, u) carried across all steps (2 NFE per slice per step).
+* ``dds``: decomposed diffusion sampling (Chung, Lee, Ye, ICLR 2024): Tweedie denoising,
+  ADMM-TV-z with a few CG steps on the denoised estimate, DDIM-style re-noising (1 NFE per
+  slice per step, ~50 steps).
+* ``dps``: diffusion posterior sampling (Chung et al., ICLR 2023, Algorithm 1), per slice.
 
-* ``diffusion_mbir`` (Chung et al., CVPR 2023, Algorithm 1 / section 1.7 of our spec): VE
-  reverse-diffusion predictor + Langevin corrector, then ADMM-TV along z (2 NFE per step).
-* ``slicewise``: the same sampler with no TV term and per-slice CG data consistency, i.e.
-  the 2D posterior sampler run on every slice independently (no z coupling).
-* ``dds`` (Chung, Lee, Ye, ICLR 2024): Tweedie denoising, ADMM-TV-z with a few CG steps on
-  the denoised estimate, DDIM-style re-noising (1 NFE per step, ~50 steps).
+They are built from the same steps: ``reverse_diffusion_predictor``, ``langevin_corrector``,
+``pc_step``, the prior's Tweedie estimate ``prior.denoise``, and from ``mbir``
+``admm_tv_step`` and ``data_consistency``. The ablations of the papers and what came after
+(ISCS, perpendicular and slab priors) compose the same steps in ``variants``.
 
-Volumes are (D, H, W); the prior sees (chunk, H, W) axial slices only.
+Each method's defaults are one ``Preset`` record below its name (``SAMPLE``, ``SLICEWISE``,
+``DMBIR``, ``DDS``, ``DPS``), read by the signatures, by ``reconstruct.PRESETS`` and by the
+experiments; the reasons for each value are in the book's appendix "Validation".
 
-Explained in: chapters "From 2D to 3D" and "DiffusionMBIR for sparse-view CT"
-(book/05_diffusionmbir.ipynb) and "Making it fast" (book/09_speed.ipynb).
+Volumes are (D, H, W); the prior sees stacks of axial slices only. A prior is anything that
+follows ``prior.BasePrior``; an operator anything that follows ``operators.LinearOperator``.
+
+Explained in: chapters "Score-based diffusion in 2D" (book/03_diffusion_2d.ipynb), "DiffusionMBIR
+for sparse-view CT" (book/05_diffusionmbir.ipynb) and "Making it fast" (book/09_speed.ipynb).
 """
 import itertools
 import math
@@ -22,10 +33,15 @@ import math
 import torch
 from tqdm.auto import tqdm
 
-from .data import from_plane, to_plane
-from .mbir import ADMMState, admm_tv_step, check_lam_rho, tv_operators
-from .operators import check_measurements, check_positive_int, generator_device, scaled_defaults
-from .prior import ve_sigmas
+from .mbir import ADMMState, admm_tv_step, check_lam_rho, data_consistency, tv_operators
+from .operators import Preset, check_measurements, check_positive_int, randn_like, scaled_defaults
+
+SNR, CHUNK = 0.16, 12      # Langevin snr r (the paper's), slices per predictor-corrector call (as released)
+SAMPLE = Preset(n_steps=100, snr=SNR, chunk=CHUNK)
+SLICEWISE = Preset(n_steps=100, snr=SNR, chunk=CHUNK, n_cg=50)
+DMBIR = Preset(n_steps=100, snr=SNR, chunk=CHUNK, n_cg=1, lam_rel=4e-3, rho_rel=0.05)
+DDS = Preset(n_steps=50, eta=0.85, n_cg=5, lam_rel=4e-4, rho_rel=0.025)
+DPS = Preset(n_steps=200, zeta=1.0)
 
 
 def reverse_diffusion_predictor(x, sigma, sigma_next, prior, generator=None, xi=None):
@@ -42,11 +58,13 @@ def reverse_diffusion_predictor(x, sigma, sigma_next, prior, generator=None, xi=
     return x_mean + math.sqrt(step) * (randn_like(x, generator) if xi is None else xi)
 
 
-def langevin_corrector(x, sigma, prior, snr=0.16, generator=None, xi=None):
+def langevin_corrector(x, sigma, prior, snr=SNR, generator=None, xi=None):
     """One annealed Langevin step (Song et al. 2021, Algorithm 5): one NFE.
 
-    eps = 2 (snr ||xi|| / ||s||)^2 with per-slice norms averaged over the chunk, then
-    x = x + eps s(x; sigma) + sqrt(2 eps) xi (``xi`` as in ``reverse_diffusion_predictor``).
+    eps = 2 (r ||xi|| / ||s||)^2, then x = x + eps s(x; sigma) + sqrt(2 eps) xi, with r = ``snr``
+    and ``xi`` as in ``reverse_diffusion_predictor``. The norms are per slice, averaged over the
+    slices of ``x`` (as released, where x is one chunk of slices): so the step size, and the
+    result, depend on how many slices share the call.
     """
     s = prior.score(x, sigma)
     xi = randn_like(x, generator) if xi is None else xi
@@ -56,108 +74,28 @@ def langevin_corrector(x, sigma, prior, snr=0.16, generator=None, xi=None):
     return x + eps * s + (2 * eps).sqrt() * xi
 
 
-def pc_step(x, sigma, sigma_next, prior, snr=0.16, chunk=12, generator=None, corrector_sigma="next", iscs=None):
+def pc_step(x, sigma, sigma_next, prior, snr=SNR, chunk=CHUNK, generator=None, corrector_sigma="next", xi=None):
     """One predictor-corrector step on every slice, ``chunk`` slices at a time (2 NFE per slice):
-    reverse-diffusion predictor sigma -> sigma_next, then a Langevin corrector at sigma_next
-    (``corrector_sigma="next"``: the level the sample is now at, Song et al. 2021; no corrector
-    after the last step, which lands on sigma = 0) or at the predictor's own sigma (``"current"``:
-    what the released DiffusionMBIR code does, on every step including the last).
-    ``iscs``: anchor spacing P of ISCS noise (``iscs_noise``, drawn for the whole volume, so the
-    correlation runs across chunks); None: independent noise per slice."""
+    reverse-diffusion predictor sigma -> sigma_next, then a Langevin corrector at sigma_next, the
+    level the sample is now at (Song et al. 2021), none after the last step, which lands on 0.
+
+    ``chunk`` is a parameter of the method, not only of memory: the corrector's step size is set
+    from norms averaged over a chunk (``langevin_corrector``). ``corrector_sigma="current"``: the
+    corrector at the predictor's own sigma, on every step including the last (what the released
+    DiffusionMBIR code does; ``variants``). ``xi``: a pair of noise volumes shaped like x for the
+    predictor and the corrector (ISCS, ``variants.iscs_noise``); None: fresh noise per chunk.
+    """
     if corrector_sigma not in ("next", "current"):
         raise ValueError(f"corrector_sigma must be 'next' or 'current', got {corrector_sigma!r}")
     sigma_c = sigma_next if corrector_sigma == "next" else sigma
-    xi_p, xi_c = ((iscs_noise(x, iscs, generator).split(chunk), iscs_noise(x, iscs, generator).split(chunk))
-                  if iscs else (itertools.repeat(None), itertools.repeat(None)))
+    xi_p, xi_c = (xi[0].split(chunk), xi[1].split(chunk)) if xi is not None else (itertools.repeat(None),) * 2
     parts = []
     for xc, xp, xq in zip(x.split(chunk), xi_p, xi_c):
         xc = reverse_diffusion_predictor(xc, sigma, sigma_next, prior, generator, xp)
-        if sigma_c > 0:                     # "next": none after the last step; "current": every step, as released
+        if sigma_c > 0:
             xc = langevin_corrector(xc, sigma_c, prior, snr, generator, xq)
         parts.append(xc)
     return torch.cat(parts)
-
-
-def sample(prior, n, n_steps=100, snr=0.16, chunk=12, generator=None, progress=True, corrector_sigma="next",
-           device=None):
-    """Unconditional PC sampling of ``n`` slices from the prior (Song et al. 2021, Algorithm 2),
-    on ``device`` (default: the prior's)."""
-    n, n_steps = check_positive_int(n, "n"), check_positive_int(n_steps, "n_steps")
-    device = device if device is not None else getattr(prior, "device", "cpu")
-    sigmas = ve_sigmas(n_steps, prior.sigma_min, prior.sigma_max).tolist() + [0.0]
-    x = prior.sigma_max * randn_like(torch.empty(n, prior.image_size, prior.image_size, device=device), generator)
-    for i in tqdm(range(n_steps), disable=not progress, desc="sample"):
-        x = pc_step(x, sigmas[i], sigmas[i + 1], prior, snr, chunk, generator, corrector_sigma)
-    return x
-
-
-def randn_like(x, generator=None):
-    """Standard normal noise shaped like ``x``, in its dtype and on its device.
-
-    The noise is drawn on the generator's device and moved to ``x``'s, so a seeded CPU generator
-    gives the same numbers whatever device the volume is on (same seed, same result on CPU and
-    GPU, up to the device's arithmetic)."""
-    return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=generator_device(x, generator)).to(x.device)
-
-
-def iscs_noise(x, period, generator=None):
-    """ISCS, inter-slice consistent stochasticity (Du et al. 2026): standard normal noise shaped like
-    the volume x (D, H, W), correlated along z so that neighbouring slices' sampling paths agree.
-
-    Independent anchor noises xi_j sit every ``period`` = P slices (at a random offset); a slice a
-    fraction t of the way from anchor j to anchor j + 1 gets their spherical interpolation
-
-        xi = cos(t pi / 2) xi_j + sin(t pi / 2) xi_{j+1},
-
-    the slerp with the angle Omega = pi / 2 that two independent Gaussian noises make in high
-    dimension. The weights' squares sum to 1, so every voxel is exactly N(0, 1); neighbouring
-    slices have correlation cos(pi / (2P)) everywhere (0.92 for P = 4); slices P apart in one
-    segment are independent. P = 1: independent slices, as ``randn_like``.
-    """
-    if not (isinstance(period, int) and period >= 1):
-        raise ValueError(f"iscs period must be a whole number of slices >= 1, got {period!r}")
-    D, P = x.shape[0], period
-    offset = int(torch.randint(P, (1,), generator=generator, device=generator_device(x, generator)))
-    anchors = randn_like(x.new_empty(-(-(D + offset) // P) + 1, *x.shape[1:]), generator)
-    u = (torch.arange(D, device=x.device) + offset) / P        # slice d lies at u between anchors floor(u), +1
-    j, t = u.floor().long(), (u - u.floor()).to(x.dtype).reshape(-1, *[1] * (x.dim() - 1))
-    return torch.cos(t * math.pi / 2) * anchors[j] + torch.sin(t * math.pi / 2) * anchors[j + 1]
-
-
-def tweedie(x, sigma, prior, plane="axial", offset=0, stride=None):
-    """D(x; sigma) for a volume x (D, H, W) from a 2D prior on its ``plane`` slices (``data.to_plane``:
-    axial, or coronal / sagittal for a perpendicular prior).
-
-    A slab prior (``prior.channels`` = k > 1: runs of k adjacent slices, DiffusionBlend-style)
-    denoises runs of k slices starting every ``stride`` slices (default k: a partition, one
-    network call per slice; 1: every run) from ``offset``, the volume's ends padded by repeating
-    its first and last slice; each slice takes the mean of the estimates of the runs that hold it.
-    Since the score is (D - x) / sigma^2, that is blending the runs' scores.
-    """
-    s = to_plane(x, plane)
-    k = getattr(prior, "channels", 1)
-    if k == 1:
-        return from_plane(prior.denoise(s, sigma), plane)
-    stride = k if stride is None else stride
-    if not (isinstance(stride, int) and 1 <= stride <= k):
-        raise ValueError(f"stride must be a whole number of slices from 1 to k = {k}, got {stride!r}")
-    D = s.shape[0]
-    starts = list(range(offset % stride - (k - 1) // stride * stride - stride, D, stride))
-    starts = [r for r in starts if r + k > 0]                      # every run that holds a slice of x
-    front, back = max(0, -starts[0]), max(0, starts[-1] + k - D)
-    padded = torch.cat([s[:1].expand(front, *s.shape[1:]), s, s[-1:].expand(back, *s.shape[1:])])
-    est = prior.denoise(torch.stack([padded[r + front:r + front + k] for r in starts]), sigma)
-    total, count = torch.zeros_like(padded), padded.new_zeros(padded.shape[0], *[1] * (s.dim() - 1))
-    for r, e in zip(starts, est):
-        total[r + front:r + front + k] += e
-        count[r + front:r + front + k] += 1
-    return from_plane((total / count)[front:front + D], plane)
-
-
-def noise(x, iscs=None, generator=None):
-    """The sampler's fresh noise for the volume x: independent per voxel (``iscs`` None) or ISCS
-    noise with anchor spacing ``iscs`` (``iscs_noise``)."""
-    return randn_like(x, generator) if iscs is None else iscs_noise(x, iscs, generator)
 
 
 def kaczmarz_correction(x, y, A):
@@ -166,9 +104,9 @@ def kaczmarz_correction(x, y, A):
     return x + A.adjoint(y - A(x)) / weight
 
 
-def _check(y, A, prior, lam, rho, **counts):
+def check_problem(y, A, prior, lam=0.0, rho=1.0, **counts):
     """Shapes, finiteness, lam / rho, the counts (``n_steps=...``, ``n_cg=...``: whole numbers >= 1)
-    and a prior that fits the operator, once before the loop. Returns ``y`` as floats
+    and a prior that fits the operator, once before a sampler's loop. Returns ``y`` as floats
     (``operators.check_measurements``: integer data become the default float dtype)."""
     y = check_measurements(y, A)
     check_lam_rho(lam, rho)
@@ -180,98 +118,132 @@ def _check(y, A, prior, lam, rho, **counts):
     return y
 
 
-# Each method's default lam and rho, relative to the operator's scale ||A^T A|| (``A.normal_norm()``,
-# ``operators.scaled_defaults``), chosen on validation volumes (book appendix "Validation"): rho is
-# ||A^T A|| / 20 for DiffusionMBIR and / 40 for DDS; the shrinkage threshold lam / rho (in image
-# units) is 0.08 for DiffusionMBIR and 0.016 for DDS.
-DMBIR_LAM_REL, DMBIR_RHO_REL = 4e-3, 0.05
-DDS_LAM_REL, DDS_RHO_REL = 4e-4, 0.025
+def sample(prior, n, n_steps=SAMPLE.n_steps, snr=SAMPLE.snr, chunk=SAMPLE.chunk, generator=None, progress=True,
+           device=None, corrector_sigma="next"):
+    """Unconditional PC sampling of ``n`` slices from the prior (Song et al. 2021, Algorithm 2),
+    on ``device`` (default: the prior's); ``corrector_sigma`` as ``pc_step``."""
+    n, n_steps = check_positive_int(n, "n"), check_positive_int(n_steps, "n_steps")
+    sigmas = prior.sigmas(n_steps)
+    x = prior.sigma_max * randn_like(torch.empty(n, prior.image_size, prior.image_size, device=device or prior.device),
+                                     generator)
+    for i in tqdm(range(n_steps), disable=not progress, desc="sample"):
+        x = pc_step(x, sigmas[i], sigmas[i + 1], prior, snr, chunk, generator, corrector_sigma)
+    return x
 
 
-def diffusion_mbir(y, A, prior, n_steps=100, snr=0.16, lam=None, rho=None, axes="z", n_admm=1, n_cg=1,
-                   reset_admm=False, final_correction=None, chunk=12, boundary="neumann", corrector_sigma="next",
-                   iscs=None, generator=None, progress=True, callback=None):
-    """DiffusionMBIR (Chung et al., CVPR 2023): PC sampling with the 2D prior + ADMM-TV-z.
+def slicewise(y, A, prior, n_steps=SLICEWISE.n_steps, snr=SLICEWISE.snr, n_cg=SLICEWISE.n_cg, chunk=SLICEWISE.chunk,
+              final_correction=None, generator=None, progress=True, callback=None):
+    """The slice-wise baseline: PC sampling with data consistency per slice and no z coupling,
+    so every axial slice is an independent 2D posterior sample (score-CT / POCS style).
 
-    Parameters
-    ----------
-    y : measurements ``A(x)``, shaped ``(D, *A.measurement_shape)``.
-    A : forward operator with an exact adjoint (``ParallelBeamCT``, ``CartesianMRI``, or any
-        ``operators.LinearOperator``).
-    prior : a ``Prior`` (``load_prior``) on slices of ``A.image_size``.
-    n_steps : N, diffusion steps on the geometric VE grid (2000 in the paper, 100 in the book;
-        2N - 1 NFE per slice).
-    snr : r, Langevin corrector signal-to-noise ratio (0.16 in the paper).
-    lam, rho : TV weight and ADMM penalty, in units of our exact adjoint. Default (None):
-        ``DMBIR_LAM_REL`` and ``DMBIR_RHO_REL`` times ||A^T A|| (``A.normal_norm()``), so one
-        default serves every view count, arc and modality (at 8 views, 64^2: lam = 1.98,
-        rho = 24.8; the paper's 0.04 and 10 used a back-projector scaled by pi / (2 n_views);
-        book chapter 5 converts).
-    axes : TV directions, "z" (the method) or "xyz" (ablation); None or "" for no TV, which
-        makes the data-consistency step per slice (the slice-wise baseline).
-    n_admm, n_cg : ADMM iterations per diffusion step and CG iterations per x-update (1 and 1).
-    reset_admm : if True, (z, u) restart from zero every step (ablation); the method carries them.
-    final_correction : the final Kaczmarz step; default ``A.final_correction`` (on for CT, off
-        for MRI, as released).
-    chunk : slices per predictor/corrector call (12 for CT in the released code); memory is
-        bounded by the chunk, not by D.
-    corrector_sigma : "next" (default) runs the corrector at sigma_{i+1}, the level the predictor
-        moved to; "current" at sigma_i, as the released code does (``pc_step``).
-    iscs : None (independent noise per slice, as released) or the anchor spacing P of ISCS noise
-        (``iscs_noise``) for x_T and every predictor and corrector step (chapter "Beyond TV along z").
-    generator : torch.Generator for all the noise (any device; ``randn_like``); a bare seed is a
-        TypeError: pass ``torch.Generator().manual_seed(seed)``.
-    callback : called as ``callback(i, x, state)`` after every step.
+    Each step: ``pc_step`` (2 NFE per slice), then ``n_cg`` CG iterations on A^T A x = A^T y per
+    slice (``mbir.data_consistency``), warm-started at the sample. ``final_correction``: the
+    released code's Kaczmarz step at the end (default ``A.final_correction``: CT yes, MRI no).
+    ``callback(i, x, None)`` after every step. Arguments otherwise as ``diffusion_mbir``.
 
-    Returns
-    -------
-    (D, H, W) tensor (not clipped, as released), on ``y``'s device.
-
-    Explained in: chapter "DiffusionMBIR for sparse-view CT" (book/05_diffusionmbir.ipynb).
+    Explained in: chapter "Posterior sampling in 2D" (book/04_posterior_2d.ipynb).
     """
-    lam, rho = scaled_defaults(A, lam, rho, DMBIR_LAM_REL, DMBIR_RHO_REL) if axes else (0.0, 1.0)
-    y = _check(y, A, prior, lam, rho, n_steps=n_steps, n_admm=n_admm, n_cg=n_cg, chunk=chunk)
+    y = check_problem(y, A, prior, n_steps=n_steps, n_cg=n_cg, chunk=chunk)
     ATy = A.adjoint(y)
-    sigmas = ve_sigmas(n_steps, prior.sigma_min, prior.sigma_max).tolist() + [0.0]
-    x = prior.sigma_max * noise(ATy, iscs, generator)                # x_T ~ N(0, sigma_max^2 I)
-    D = tv_operators(axes, boundary) if axes else ()
-    cg_dims = None if D else (-2, -1)             # no TV: CG per slice, slices fully independent
-    state = ADMMState.zeros(x, len(D))
-    for i in tqdm(range(n_steps), disable=not progress, desc="DiffusionMBIR" if D else "slice-wise"):
-        sigma, sigma_next = sigmas[i], sigmas[i + 1]
-        # 2D prior, slice chunk by slice chunk: predictor then corrector (2 NFE per slice)
-        x = pc_step(x, sigma, sigma_next, prior, snr, chunk, generator, corrector_sigma, iscs)
-        # whole volume: n_admm ADMM-TV iterations with (z, u) carried across diffusion steps
-        if reset_admm:
-            state = ADMMState.zeros(x, len(D))
-        for _ in range(n_admm):
-            x, state = admm_tv_step(x, state, y, A, D, lam, rho, n_cg, ATy, cg_dims)
+    sigmas = prior.sigmas(n_steps)
+    x = prior.sigma_max * randn_like(ATy, generator)              # x_N ~ N(0, sigma_max^2 I)
+    for i in tqdm(range(n_steps), disable=not progress, desc="slice-wise"):
+        x = pc_step(x, sigmas[i], sigmas[i + 1], prior, snr, chunk, generator)
+        x = data_consistency(x, ATy, A, n_cg)
         if callback is not None:
-            callback(i, x, state)
-    if final_correction if final_correction is not None else getattr(A, "final_correction", False):
+            callback(i, x, None)
+    if A.final_correction if final_correction is None else final_correction:
         x = kaczmarz_correction(x, y, A)
     return x
 
 
-def slicewise(y, A, prior, n_steps=100, snr=0.16, n_cg=50, chunk=12, final_correction=None, corrector_sigma="next",
-              generator=None, progress=True, callback=None):
-    """The slice-wise baseline: the same PC sampler with per-slice data consistency and no z
-    coupling (every axial slice is an independent 2D posterior sample; score-CT / POCS style).
+def diffusion_mbir(y, A, prior, n_steps=DMBIR.n_steps, snr=DMBIR.snr, lam=None, rho=None, n_admm=1, n_cg=DMBIR.n_cg,
+                   chunk=DMBIR.chunk, final_correction=None, generator=None, progress=True, callback=None):
+    """DiffusionMBIR (Chung et al., CVPR 2023, Algorithm 1): PC sampling with the 2D prior, then
+    ADMM-TV along z on the whole volume, with (v, u) carried across all diffusion steps.
 
-    The data-consistency step is ``n_cg`` CG iterations on A^T A x = A^T y per slice, warm-started
-    at the current sample. 50 by default, chosen on validation (book appendix "Validation"): at a
-    90 degree arc 20.31 / 23.37 / 28.63 dB with 5 / 20 / 50, at 8 views 23.04 / 23.21 / 23.23; on
-    MRI it converges in 3. Its cost stays a fraction of the network's (90 views: about 20% of a
-    step). Arguments as ``diffusion_mbir``.
+    Parameters
+    ----------
+    y : measurements ``A(x)``, shaped ``(D, *A.measurement_shape)``.
+    A : forward operator with an exact adjoint (any ``operators.LinearOperator``).
+    prior : a 2D prior on slices of ``A.image_size`` (``load_prior``; ``prior.BasePrior``).
+    n_steps : N, diffusion steps on the geometric VE grid (2000 in the paper; 2N - 1 NFE per slice).
+    snr : r, the Langevin corrector's signal-to-noise ratio.
+    lam, rho : TV weight and ADMM penalty, in units of our exact adjoint. Default (None):
+        ``DMBIR.lam_rel`` and ``DMBIR.rho_rel`` times ||A^T A|| (``A.normal_norm()``), so one
+        default serves every view count, arc and modality (the paper's lam = 0.04, rho = 10 used
+        a back-projector scaled by pi / (2 n_views); chapter 5 converts).
+    n_admm, n_cg : ADMM iterations per diffusion step and CG iterations per x-update.
+    chunk : slices per predictor-corrector call; memory is bounded by the chunk, not by D, and
+        the corrector's step size depends on it (``pc_step``).
+    final_correction : the released code's Kaczmarz step at the end; default ``A.final_correction``.
+    generator : torch.Generator for all the noise (any device; ``operators.randn_like``).
+    callback : called as ``callback(i, x, state)`` after every step.
+
+    Returns the (D, H, W) volume (not clipped, as released), on ``y``'s device.
 
     Explained in: chapter "DiffusionMBIR for sparse-view CT" (book/05_diffusionmbir.ipynb).
     """
-    return diffusion_mbir(y, A, prior, n_steps=n_steps, snr=snr, axes=None, n_cg=n_cg, chunk=chunk,
-                          final_correction=final_correction, corrector_sigma=corrector_sigma, generator=generator,
-                          progress=progress, callback=callback)
+    lam, rho = scaled_defaults(A, lam, rho, DMBIR)
+    y = check_problem(y, A, prior, lam, rho, n_steps=n_steps, n_admm=n_admm, n_cg=n_cg, chunk=chunk)
+    ATy = A.adjoint(y)
+    sigmas = prior.sigmas(n_steps)
+    x = prior.sigma_max * randn_like(ATy, generator)              # x_N ~ N(0, sigma_max^2 I)
+    Dz = tv_operators("z")
+    state = ADMMState.zeros(x, len(Dz))                          # (v, u), kept across all steps
+    for i in tqdm(range(n_steps), disable=not progress, desc="DiffusionMBIR"):
+        x = pc_step(x, sigmas[i], sigmas[i + 1], prior, snr, chunk, generator)   # 2D prior, slice by slice
+        for _ in range(n_admm):                                                 # whole volume: TV along z
+            x, state = admm_tv_step(x, state, y, A, Dz, lam, rho, n_cg, ATy)
+        if callback is not None:
+            callback(i, x, state)
+    if A.final_correction if final_correction is None else final_correction:
+        x = kaczmarz_correction(x, y, A)
+    return x
 
 
-def dps(y, A, prior, n_steps=200, zeta=1.0, generator=None, progress=True, callback=None):
+def dds(y, A, prior, n_steps=DDS.n_steps, eta=DDS.eta, lam=None, rho=None, n_admm=1, n_cg=DDS.n_cg, generator=None,
+        progress=True, callback=None):
+    """DDS, decomposed diffusion sampling (Chung, Lee, Ye, ICLR 2024), VE form, one NFE per step.
+
+    For sigma_i on a geometric grid of ``n_steps`` levels:
+
+    1. x0_hat = D(x; sigma_i), the Tweedie (MMSE) estimate from the prior;
+    2. x0_hat <- ``n_admm`` ADMM-TV-z iterations with ``n_cg`` CG steps, warm-started at x0_hat,
+       (v, u) carried across steps;
+    3. re-noise: x = x0_hat + sigma_{i+1} (eta xi + sqrt(1 - eta^2) eps_hat), with
+       eps_hat = (x - D(x; sigma_i)) / sigma_i the network's noise estimate (DDIM-style:
+       eta = 0 is deterministic, eta = 1 fresh noise only).
+
+    lam, rho default to ``DDS.lam_rel`` and ``DDS.rho_rel`` times ||A^T A|| (as
+    ``diffusion_mbir``). Returns the last x0_hat. With eta = 1 the re-noise is fresh noise of
+    variance sigma_{i+1}^2 on top of x0_hat: not the DDPM posterior's smaller variance, so the
+    output is not an exact posterior sample.
+
+    Explained in: chapter "Making it fast" (book/09_speed.ipynb).
+    """
+    lam, rho = scaled_defaults(A, lam, rho, DDS)
+    y = check_problem(y, A, prior, lam, rho, n_steps=n_steps, n_admm=n_admm, n_cg=n_cg)
+    if not 0 <= eta <= 1:
+        raise ValueError(f"eta must be in [0, 1], got {eta}")
+    ATy = A.adjoint(y)
+    sigmas = prior.sigmas(n_steps)
+    x = prior.sigma_max * randn_like(ATy, generator)
+    Dz = tv_operators("z")
+    state = ADMMState.zeros(x, len(Dz))
+    for i in tqdm(range(n_steps), disable=not progress, desc="DDS"):
+        sigma, sigma_next = sigmas[i], sigmas[i + 1]
+        x0_hat = prior.denoise(x, sigma)                                       # 1. Tweedie: 1 NFE per slice
+        eps_hat = (x - x0_hat) / sigma
+        for _ in range(n_admm):                                                # 2. ADMM-TV-z on the clean estimate
+            x0_hat, state = admm_tv_step(x0_hat, state, y, A, Dz, lam, rho, n_cg, ATy)
+        x = x0_hat + sigma_next * (eta * randn_like(x, generator) + math.sqrt(1 - eta**2) * eps_hat)   # 3. re-noise
+        if callback is not None:
+            callback(i, x0_hat, state)
+    return x0_hat
+
+
+def dps(y, A, prior, n_steps=DPS.n_steps, zeta=DPS.zeta, generator=None, progress=True, callback=None):
     """Diffusion posterior sampling (Chung et al., ICLR 2023, Algorithm 1), VE form.
 
     Each step: x0_hat = D(x; sigma_i) with gradients, the reverse-diffusion predictor with the
@@ -280,10 +252,10 @@ def dps(y, A, prior, n_steps=200, zeta=1.0, generator=None, progress=True, callb
     k (one norm per slice, so a slice's step does not depend on how many slices share the call,
     and the slices stay independent: no z coupling). One NFE plus one backward pass per step.
 
-    Explained in: chapter "Diffusion posterior sampling in 2D" (book/04_posterior_2d.ipynb).
+    Explained in: chapter "Posterior sampling in 2D" (book/04_posterior_2d.ipynb).
     """
-    y = _check(y, A, prior, 0.0, 1.0, n_steps=n_steps)
-    sigmas = ve_sigmas(n_steps, prior.sigma_min, prior.sigma_max).tolist() + [0.0]
+    y = check_problem(y, A, prior, n_steps=n_steps)
+    sigmas = prior.sigmas(n_steps)
     x = prior.sigma_max * randn_like(A.adjoint(y), generator)
     for i in tqdm(range(n_steps), disable=not progress, desc="DPS"):
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
@@ -302,61 +274,6 @@ def dps(y, A, prior, n_steps=200, zeta=1.0, generator=None, progress=True, callb
     return x0_hat.detach()
 
 
-def dds(y, A, prior, n_steps=50, eta=0.85, lam=None, rho=None, axes="z", n_admm=1, n_cg=5,
-        final_correction=False, boundary="neumann", iscs=None, prior_perp=None, plane="coronal", perp_every=2,
-        generator=None, progress=True, callback=None):
-    """DDS, decomposed diffusion sampling (Chung, Lee, Ye, ICLR 2024), VE form, one NFE per step.
-
-    For sigma_i on a geometric grid of ``n_steps`` levels:
-
-    1. x0_hat = D(x; sigma_i), the Tweedie (MMSE) estimate from the prior;
-    2. x0_hat <- ``n_admm`` ADMM-TV iterations with ``n_cg`` CG steps, warm-started at x0_hat,
-       (z, u) carried across steps (``axes=None``: plain CG data consistency per slice);
-    3. re-noise: x = x0_hat + sigma_{i+1} (eta xi + sqrt(1 - eta^2) eps_hat), with
-       eps_hat = (x - D(x; sigma_i)) / sigma_i the network's noise estimate (DDIM-style:
-       eta = 0 is deterministic, eta = 1 fresh noise only).
-
-    lam, rho default to ``DDS_LAM_REL`` and ``DDS_RHO_REL`` times ||A^T A|| (``A.normal_norm()``,
-    as ``diffusion_mbir``; at 8 views, 64^2: lam = 0.198, rho = 12.4). Returns the last x0_hat.
-    DDS has no final Kaczmarz step; ``final_correction=True`` adds the DiffusionMBIR one (ablation).
-    With eta = 1 the re-noise is fresh noise of variance sigma_{i+1}^2 on top of x0_hat: not the
-    DDPM posterior's smaller variance, so the output is not an exact posterior sample.
-
-    What came after (chapter "Beyond TV along z", book/10_beyond.ipynb):
-    ``iscs`` P: the noise xi (and x_T) is ISCS noise, correlated along z (``iscs_noise``).
-    ``prior_perp``: a second 2D prior on ``plane`` slices (TPDM-style); step i uses it instead of
-    ``prior`` when i % perp_every == perp_every - 1 (2: alternate). A slab ``prior`` (runs of k
-    slices) denoises a partition of the volume into runs that shifts by one slice every step
-    (``tweedie`` with offset i), so over the steps every slice is blended with both neighbours.
-
-    Explained in: chapter "Making it fast" (book/09_speed.ipynb).
-    """
-    lam, rho = scaled_defaults(A, lam, rho, DDS_LAM_REL, DDS_RHO_REL) if axes else (0.0, 1.0)
-    y = _check(y, A, prior, lam, rho, n_steps=n_steps, n_admm=n_admm, n_cg=n_cg)
-    if not 0 <= eta <= 1:
-        raise ValueError(f"eta must be in [0, 1], got {eta}")
-    if prior_perp is not None and not (isinstance(perp_every, int) and perp_every >= 1):
-        raise ValueError(f"perp_every must be a whole number of steps >= 1, got {perp_every!r}")
-    ATy = A.adjoint(y)
-    sigmas = ve_sigmas(n_steps, prior.sigma_min, prior.sigma_max).tolist() + [0.0]
-    x = prior.sigma_max * noise(ATy, iscs, generator)
-    D = tv_operators(axes, boundary) if axes else ()
-    cg_dims = None if D else (-2, -1)
-    state = ADMMState.zeros(x, len(D))
-    for i in tqdm(range(n_steps), disable=not progress, desc="DDS"):
-        sigma, sigma_next = sigmas[i], sigmas[i + 1]
-        perp = prior_perp is not None and i % perp_every == perp_every - 1
-        x0_hat = tweedie(x, sigma, prior_perp, plane) if perp else tweedie(x, sigma, prior, offset=i)   # 1 NFE / slice
-        eps_hat = (x - x0_hat) / sigma
-        for _ in range(n_admm):                                        # ADMM-TV-z on the clean estimate
-            x0_hat, state = admm_tv_step(x0_hat, state, y, A, D, lam, rho, n_cg, ATy, cg_dims)
-        x = x0_hat + sigma_next * (eta * noise(x, iscs, generator) + math.sqrt(1 - eta**2) * eps_hat)
-        if callback is not None:
-            callback(i, x0_hat, state)
-    if final_correction:
-        x0_hat = kaczmarz_correction(x0_hat, y, A)
-    return x0_hat
-
-
-# The 3D samplers by method name (``reconstruct`` dispatches on it).
+# The 3D samplers by method name (``reconstruct`` dispatches on it) and their presets.
 SAMPLERS = {"slicewise": slicewise, "diffusionmbir": diffusion_mbir, "dds": dds}
+PRESETS = {"slicewise": SLICEWISE, "diffusionmbir": DMBIR, "dds": DDS}

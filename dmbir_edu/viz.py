@@ -17,7 +17,7 @@ import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import numpy as np
 
-VIEWS = ("axial", "coronal", "sagittal")
+from .planes import PLANES
 
 
 def _to_numpy(volume):
@@ -111,17 +111,17 @@ def orthoviews(volumes, index=None, vmin=0.0, vmax=1.0, error_ref=None, error_vm
     z, y, x = index
     stretched = f" (z x{z_stretch})" if z_stretch > 1 else ""
     where = {"axial": f"z = {z}", "coronal": f"y = {y}{stretched}", "sagittal": f"x = {x}{stretched}"}
-    titles = [f"{view}, {where[view]}" for view in VIEWS] + [f"error, {view}" for view in VIEWS]
+    titles = [f"{view}, {where[view]}" for view in PLANES] + [f"error, {view}" for view in PLANES]
     for ax, title in zip(axes[0], titles):                 # column titles once, on the top row
         ax.set_title(title, fontsize=10)
     for row, (name, array) in zip(axes, arrays.items()):
         row[0].set_ylabel(name, fontsize=10)                 # the row's title: the volume's name
-        for ax, view, image in zip(row, VIEWS, _slices(array, index)):
+        for ax, view, image in zip(row, PLANES, _slices(array, index)):
             origin, aspect = ("upper", 1) if view == "axial" else ("lower", z_stretch)
             ax.imshow(image, cmap="gray", vmin=vmin, vmax=vmax, origin=origin, aspect=aspect)
         if errors is not None:
             row[3].set_ylabel(f"|{name} - ref|", fontsize=10)
-            for ax, view, image in zip(row[3:], VIEWS, _slices(errors[name], index)):
+            for ax, view, image in zip(row[3:], PLANES, _slices(errors[name], index)):
                 origin, aspect = ("upper", 1) if view == "axial" else ("lower", z_stretch)
                 ax.imshow(image, cmap="inferno", vmin=0.0, vmax=error_vmax, origin=origin, aspect=aspect)
         for ax in row:
@@ -334,7 +334,7 @@ def volume_viewer(volumes, error_ref=None, error_vmax=None, step=1, scale=3, vmi
         return [top_row, [flip(take(errors[name])) if name in errors else None for name in gray]]
 
     pages = []
-    for axis, view in enumerate(VIEWS):
+    for axis, view in enumerate(PLANES):
         index = list(range(0, shape[axis], step))
         pngs = [_mosaic_png(panels(axis, i)) for i in index]
         stack = widgets.Stack([widgets.Image(value=png, format="png", width=str(w * scale)) for png, w in pngs],
@@ -347,7 +347,7 @@ def volume_viewer(volumes, error_ref=None, error_vmax=None, step=1, scale=3, vmi
         widgets.jslink((slider, "value"), (stack, "selected_index"))
         widgets.jslink((slider, "value"), (where, "index"))
         pages.append(widgets.VBox([widgets.HBox([slider, where]), stack]))
-    axes = widgets.ToggleButtons(options=list(VIEWS), value=VIEWS[0], description="axis")
+    axes = widgets.ToggleButtons(options=list(PLANES), value=PLANES[0], description="axis")
     views = widgets.Stack(pages, selected_index=0)
     widgets.jslink((axes, "index"), (views, "selected_index"))
     width = max(shape) * scale

@@ -85,7 +85,8 @@ def main():
     floor = floors(imports)
     print("imports, floor by floor (a module imports only from floors below it):")
     for f in range(max(floor.values()) + 1):
-        print(f"  floor {f}: " + "; ".join(f"{m} <- {', '.join(imports[m]) or '-'}" for m in sorted(floor) if floor[m] == f))
+        here = [f"{m} <- {', '.join(imports[m]) or '-'}" for m in sorted(floor) if floor[m] == f]
+        print(f"  floor {f}: " + "; ".join(here))
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ so that a redesign of ``sampling`` can be checked against the numbers from befor
 fixed sample of voxels. The calls are those of the API at the commit named in the file; the test
 makes the same runs through today's API.
 
-    python scripts/sampler_reference_rows.py    # about a minute on 2 cores
+    python scripts/sampler_reference_rows.py    # about 20 s, one thread as the tests
 """
 import json
 import pathlib
@@ -34,6 +34,7 @@ def digest(t):
 
 
 def main():
+    torch.set_num_threads(1)          # as the tests run (tests/conftest.py): sums in the same order
     prior = dm.load_prior("phantom64")
     P = problems()
     g = lambda: torch.Generator().manual_seed(0)

@@ -10,7 +10,7 @@ from test_sampling import NothingMeasured  # A = 0, shared with the sampler test
 import dmbir_edu as dm
 import dmbir_edu.prior_quality
 from dmbir_edu.prior import GaussianPrior, ve_sigmas
-from dmbir_edu.sampling import dds, iscs_noise, tweedie
+from dmbir_edu.variants import dds_variant, iscs_noise, tweedie
 
 
 @pytest.mark.parametrize("period", [1, 2, 4, 8])
@@ -69,7 +69,7 @@ def test_perpendicular_sampler_matches_the_gaussian_known_answer():
         mu = m + c * (mu - m)
         var = c**2 * var + (sig[i + 1] ** 2 if i + 1 < len(sig) else 0.0)
     # the last step applied c to mu and var and added no noise: mu, var are those of the output x0_hat
-    x = dds(y, A, axial, eta=1.0, axes=None, prior_perp=coronal, plane="coronal",
+    x = dds_variant(y, A, axial, eta=1.0, axes=None, prior_perp=coronal, plane="coronal",
             generator=torch.Generator().manual_seed(0), progress=False)
     r = x.double() - mu
     n = r.numel()
@@ -134,7 +134,7 @@ def test_slab_prior_starts_as_the_2d_prior():
 
 def test_beyond_command_runs_its_rows(tmp_path, capsys):
     """``python -m dmbir_edu.experiments beyond`` at a toy size: every requested row once per ISCS
-    spacing, the rows' settings are the package's (``experiments.BEYOND``), NFE per slice counted
+    spacing, the rows' settings are the package's (``experiments.ROWS``), NFE per slice counted
     from the steps, and the saved JSON holds what was printed."""
     from dmbir_edu import experiments
 

@@ -45,7 +45,7 @@ def test_defaults_follow_the_operator_scale():
     """lam and rho are relative to ||A^T A||: scaling the operator by c scales them by c^2, so a
     reconstruction from c A and c y is the same reconstruction."""
     A = experiments.operator("sparse_view", 8)
-    lam, rho = dm.operators.scaled_defaults(A, None, None, 1.0, 2.0)
+    lam, rho = dm.operators.scaled_defaults(A, None, None, dm.operators.Preset(lam_rel=1.0, rho_rel=2.0))
     assert lam == pytest.approx(A.normal_norm()) and rho == pytest.approx(2 * A.normal_norm())
     assert A.normal_norm() == pytest.approx(495.3, rel=1e-3)       # 8 views at 64 x 64
 
@@ -66,5 +66,5 @@ def test_defaults_follow_the_operator_scale():
     # The two runs are the same problem and differ by round-off only, which CG's iterates amplify
     # (measured 2.5e-3 in float32); the same run on B with lam and rho NOT rescaled differs by 0.14.
     assert (a - b).abs().max().item() < 1e-2
-    lam, rho = dm.operators.scaled_defaults(A, None, None, dm.mbir.ADMM_LAM_REL, dm.mbir.ADMM_RHO_REL)
+    lam, rho = dm.operators.scaled_defaults(A, None, None, dm.mbir.ADMM_TV)
     assert (a - dm.reconstruct(B(x), B, "admm_tv", n_iter=5, lam=lam, rho=rho)).abs().max().item() > 1e-1

@@ -2,7 +2,7 @@
 device, in its dtype, and a seed gives the same reconstruction as on the CPU.
 
 The noise of the samplers is drawn from the seeded CPU generator and moved to the volume's
-device (``sampling.randn_like``), so CPU and GPU runs see the same numbers; what may differ is
+device (``operators.randn_like``), so CPU and GPU runs see the same numbers; what may differ is
 the device's arithmetic (other summation orders, TF32 convolutions on recent NVIDIA GPUs), hence
 the tolerances below. On a machine without CUDA the CUDA cases are skipped, with that reason.
 """

@@ -78,7 +78,7 @@ def test_admm_state_is_explicit_and_carried():
     D = dm.tv_operators("z")
     state = dm.ADMMState.zeros(torch.zeros_like(x), len(D))
     x1, s1 = dm.admm_tv_step(torch.zeros_like(x), state, y, A, D, lam=0.05, rho=0.5, n_cg=5)
-    assert all(t.abs().sum() == 0 for t in state.z + state.u)     # frozen: the input state is untouched
+    assert all(t.abs().sum() == 0 for t in state.v + state.u)     # frozen: the input state is untouched
     x2a, _ = dm.admm_tv_step(x1, s1, y, A, D, lam=0.05, rho=0.5, n_cg=5)
     x2b, _ = dm.admm_tv_step(x1, state, y, A, D, lam=0.05, rho=0.5, n_cg=5)
     assert not torch.allclose(x2a, x2b)                              # the carried (z, u) matters

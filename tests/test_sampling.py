@@ -9,8 +9,10 @@ import torch
 
 import dmbir_edu as dm
 import dmbir_edu.sampling
+import dmbir_edu.variants
 from dmbir_edu.prior import DEFAULT_UNET, GaussianPrior, Prior, ve_sigmas
-from dmbir_edu.sampling import dds, diffusion_mbir, sample
+from dmbir_edu.sampling import diffusion_mbir, sample
+from dmbir_edu.variants import dds_variant, diffusion_mbir_variant
 
 
 def expected_variance(prior, n_steps, snr):
@@ -63,7 +65,9 @@ def gaussian_ct_problem(size=16, depth=8, n_views=8, seed=1):
 def test_samplers_are_consistent_with_the_measurements(method):
     prior, A, x_true, y = gaussian_ct_problem()
     g = torch.Generator().manual_seed(0)
-    kw = dict(n_steps=60, final_correction=False, generator=g, progress=False)
+    kw = dict(n_steps=60, generator=g, progress=False)
+    if method != "dds":
+        kw.update(final_correction=False)              # DDS has none
     if method != "slicewise":
         kw.update(lam=0.0, rho=1.0)
     x = dm.reconstruct(y, A, method, prior=prior, **kw)
@@ -79,11 +83,11 @@ def test_admm_state_is_carried_across_diffusion_steps():
     diffusion_mbir(y, A, prior, n_steps=10, lam=0.05, rho=1.0, generator=torch.Generator().manual_seed(0),
                    progress=False, callback=lambda i, x, s: states.append(s))
     assert len(states) == 10
-    # u_{k+1} = u_k + D_z x_{k+1} - z_{k+1}: the dual accumulates, it does not restart
+    # u_{k+1} = u_k + D_z x_{k+1} - v_{k+1}: the dual accumulates, it does not restart
     assert all(float(b.u[0].abs().sum()) > 0 for b in states[1:])
     assert not torch.equal(states[3].u[0], states[4].u[0])
-    # carrying vs resetting (z, u) changes the result
-    runs = [diffusion_mbir(y, A, prior, n_steps=10, lam=0.05, rho=1.0, reset_admm=r, progress=False,
+    # carrying vs resetting (v, u) changes the result
+    runs = [diffusion_mbir_variant(y, A, prior, n_steps=10, lam=0.05, rho=1.0, reset_admm=r, progress=False,
                            generator=torch.Generator().manual_seed(0)) for r in (False, True)]
     assert not torch.allclose(*runs)
 
@@ -186,12 +190,13 @@ def nothing_measured(depth, dtype=torch.float64, size=16):
 
 
 def test_data_step_is_the_identity_when_nothing_is_measured():
-    """With A = 0 the per-slice CG of DDS (``axes=None``) has rhs = 0 and residual 0, so every slice is
-    'converged' and its step is alpha = 0: x0_hat comes back bit for bit (torch.equal, no tolerance)."""
-    from dmbir_edu.mbir import ADMMState, admm_tv_step
+    """With A = 0 the per-slice CG of DDS without coupling (``mbir.data_consistency``) has rhs = 0 and
+    residual 0, so every slice is 'converged' and its step is alpha = 0: x0_hat comes back bit for bit
+    (torch.equal, no tolerance)."""
+    from dmbir_edu.mbir import data_consistency
     A, y = nothing_measured(3)
     x = torch.randn(3, 16, 16, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    out, _ = admm_tv_step(x, ADMMState.zeros(x, 0), y, A, (), 0.0, 1.0, 5, A.adjoint(y), (-2, -1))
+    out = data_consistency(x, A.adjoint(y), A, 5)
     assert torch.equal(out, x)
 
 
@@ -219,7 +224,8 @@ def test_dds_eta0_is_the_exact_deterministic_ddim_map(monkeypatch):
     K = ddim_gain(prior, 50)
     outs = {}
     for seed in (0, 1):
-        out = dds(y, A, prior, eta=0.0, axes=None, generator=torch.Generator().manual_seed(seed), progress=False)
+        g = torch.Generator().manual_seed(seed)
+        out = dds_variant(y, A, prior, eta=0.0, axes=None, generator=g, progress=False)
         x_T = prior.sigma_max * torch.randn(y.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
         torch.testing.assert_close(out, prior.mean + K * (x_T - prior.mean), rtol=1e-9, atol=1e-12)
         outs[seed] = out, x_T
@@ -228,9 +234,9 @@ def test_dds_eta0_is_the_exact_deterministic_ddim_map(monkeypatch):
     # ... and only through x_T: keep seed 0's first draw, make every later draw different noise
     draws = [outs[0][1] / prior.sigma_max]
     other = torch.Generator().manual_seed(123)
-    monkeypatch.setattr(dm.sampling, "randn_like", lambda x, generator=None: draws.pop() if draws else
+    monkeypatch.setattr(dm.variants, "randn_like", lambda x, generator=None: draws.pop() if draws else
                         torch.randn(x.shape, generator=other, dtype=x.dtype))
-    out = dds(y, A, prior, eta=0.0, axes=None, progress=False)
+    out = dds_variant(y, A, prior, eta=0.0, axes=None, progress=False)
     torch.testing.assert_close(out, outs[0][0], rtol=1e-9, atol=1e-12)
 
 
@@ -253,7 +259,7 @@ def test_dds_eta1_variance_follows_the_fresh_noise_recursion():
     for i in range(len(sig) - 1):
         mu, var = m + c[i] * (mu - m), c[i] ** 2 * var + sig[i + 1] ** 2
     mu, var = m + c[-1] * (mu - m), c[-1] ** 2 * var
-    x = dds(y, A, prior, eta=1.0, axes=None, generator=torch.Generator().manual_seed(0), progress=False)
+    x = dds_variant(y, A, prior, eta=1.0, axes=None, generator=torch.Generator().manual_seed(0), progress=False)
     n = x.numel()
     se_mean, se_var = math.sqrt(var / n), var * math.sqrt(2 / (n - 1))
     print(f"mean {float(x.mean()):.5f} (expected {mu:.5f} +- {se_mean:.5f}), "
@@ -271,7 +277,7 @@ def test_dds_eta_outside_0_1_is_refused(eta):
     prior = GaussianPrior(16)
     A, y = nothing_measured(2)
     with pytest.raises(ValueError, match="eta"):
-        dds(y, A, prior, eta=eta, axes=None, progress=False)
+        dds_variant(y, A, prior, eta=eta, axes=None, progress=False)
 
 
 def test_dds_defaults_beat_admm_tv_defaults_on_validation_ct():
