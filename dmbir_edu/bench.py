@@ -16,8 +16,6 @@ import argparse
 import copy
 import functools
 import json
-import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -34,17 +32,7 @@ from .operators import device_arg, positive_int_arg, scaled_defaults
 from .prior import load_prior
 from .reconstruct import DIFFUSION_METHODS, reconstruct
 from .sampling import DMBIR
-
-
-def machine():
-    """One line: CPU model, cores, bf16 instructions, torch version and threads."""
-    model, flags = platform.processor() or "?", ""
-    if os.path.exists("/proc/cpuinfo"):
-        info = open("/proc/cpuinfo").read()
-        model = next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")), model)
-        flags = " ".join(f for f in ("avx512_bf16", "amx_bf16", "avx512f", "avx2") if f" {f}" in info)
-    return (f"{model}, {os.cpu_count()} cores [{flags or 'no avx flags'}], torch {torch.__version__}, "
-            f"{torch.get_num_threads()} threads")
+from .train import machine
 
 
 def timeit(fn, repeats=5, sync=None):

@@ -418,6 +418,26 @@ def real_volume_info(name, size=64):
                 spacing_mm=tuple(round(s, 3) for s in spacing), licence=volume_terms(name), **origin)
 
 
+# Fixed slices of whole held-out volumes: what a prior is measured on (its learning curve,
+# ``dmbir_edu.train``; its denoising table, ``dmbir_edu.prior_quality``).
+
+
+def held_out_slices(seeds, size=64, per_volume=8, plane="axial", slab=1):
+    """``per_volume`` evenly spaced ``plane`` slices of each phantom, (n, H, W); with ``slab`` > 1,
+    the runs of ``slab`` adjacent slices centred on them, (n, slab, H, W)."""
+    vols = [to_plane(phantom(s, size), plane) for s in seeds]
+    idx = torch.linspace(4, size - 5, per_volume).long()
+    if slab == 1:
+        return torch.cat([v[idx] for v in vols])
+    return torch.stack([v[i - slab // 2:i - slab // 2 + slab] for v in vols for i in idx.tolist()])
+
+
+def real_slices(modality, split, size=64, n=32):
+    """n evenly spaced non-empty axial slices of the real volumes of ``REAL_SPLITS[modality][split]``."""
+    x = non_empty(torch.cat([axial_slices(name, size) for name in real_names(modality, split)]))
+    return x[torch.linspace(0, x.shape[0] - 1, n).long()]
+
+
 def main(argv=None):
     """``python -m dmbir_edu.data fetch [names]``: fetch real volumes into the cache ahead of time;
     ``python -m dmbir_edu.data info [names]``: what each one is (shape, voxel size, split, source, licence)."""

@@ -16,28 +16,13 @@ import torch
 from skimage.restoration import denoise_tv_chambolle
 
 from . import data
+from .data import held_out_slices, real_slices
 from .metrics import psnr
 from .operators import positive_int_arg
 from .prior import available_priors, load_prior
 
 SIGMAS = (0.02, 0.05, 0.1, 0.2, 0.4)
 TV_WEIGHTS = (0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64)
-
-
-def held_out_slices(seeds, size=64, per_volume=8, plane="axial", slab=1):
-    """``per_volume`` evenly spaced ``plane`` slices of each phantom, (n, H, W); with ``slab`` > 1,
-    the runs of ``slab`` adjacent slices centred on them, (n, slab, H, W)."""
-    vols = [data.to_plane(data.phantom(s, size), plane) for s in seeds]
-    idx = torch.linspace(4, size - 5, per_volume).long()
-    if slab == 1:
-        return torch.cat([v[idx] for v in vols])
-    return torch.stack([v[i - slab // 2:i - slab // 2 + slab] for v in vols for i in idx.tolist()])
-
-
-def real_slices(modality, split, size=64, n=32):
-    """n evenly spaced non-empty axial slices of the real volumes of ``data.REAL_SPLITS[modality][split]``."""
-    x = data.non_empty(torch.cat([data.axial_slices(name, size) for name in data.real_names(modality, split)]))
-    return x[torch.linspace(0, x.shape[0] - 1, n).long()]
 
 
 def tv_denoise(x, weight):

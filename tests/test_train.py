@@ -5,9 +5,14 @@
 - the real training slices come from the training volumes only, never validation or test ones;
 - a folder of your own volumes (.npy, .nii.gz, .nrrd) trains, with a learning curve;
 - a resumed real-data run is exact and its logs hold each step once; a resume with other settings,
-  a missing folder and a folder without --modality are refused with a clear error.
+  a missing folder and a folder without --modality are refused with a clear error;
+- two runs with one seed give the same weights, and ``train`` is its steps: ``new_model`` then
+  ``optimisation_step`` for k = 0, 1, ... gives the EMA weights ``train`` returns;
+- every committed run (``runs/*/args.json``) still resumes: its settings give back its record.
 """
 import json
+from dataclasses import fields, replace
+from pathlib import Path
 
 import nibabel as nib
 import nrrd
@@ -127,3 +132,37 @@ def test_real_data_resume_is_exact_and_logs_each_step_once(tmp_path):
         assert steps == ["0", "2", "4"], (run, steps)
     with pytest.raises(ValueError, match="other settings"):
         train.train(tmp_path / "a", 6, source="ct", config=TINY, batch_size=8, seed=2, progress=False)
+
+
+def test_one_seed_gives_one_run_and_train_is_its_steps(tmp_path):
+    s = train.TrainingSettings(config=TINY, batch_size=4, seed=3)
+    run = lambda name, settings: train.train(tmp_path / name, 3, settings, eval_every=0, progress=False).state_dict()
+    a, b, other = run("a", s), run("b", s), run("c", replace(s, seed=4))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], other[k]) for k in a)
+    prior, ema, opt = train.new_model(s, "cpu")
+    for k in range(3):
+        train.optimisation_step(prior, ema, opt, k, s, None)
+    assert all(torch.equal(ema.state_dict()[k], a[k]) for k in a)
+
+
+RUNS = sorted((Path(__file__).parents[1] / "runs").glob("*/args.json"))
+
+
+@pytest.mark.parametrize("args_json", RUNS, ids=[p.parent.name for p in RUNS])
+def test_committed_runs_resume_with_their_own_settings(args_json):
+    old = json.loads(args_json.read_text())
+    missing = [n for n in old.get("train_volumes") or [] if n in data.REAL and not data.available(n)]
+    if missing:
+        pytest.skip(f"{', '.join(missing)}: {data.unavailable_reason(missing[0])}")
+    s = train.TrainingSettings(**{f.name: old[f.name] for f in fields(train.TrainingSettings) if f.name in old})
+    record = train.run_record(s, old["steps"], *train.training_slices(s.source, s.config["sample_size"], s.modality))
+    assert {k: json.dumps(v) for k, v in old.items()} == {k: json.dumps(record.get(k)) for k in old}
+
+
+@pytest.mark.parametrize("bad, match", [(dict(plane="oblique"), "plane must be"), (dict(slab=2), "odd number"),
+                                        (dict(source="ct", slab=3), "phantoms only")])
+def test_bad_settings_are_refused_before_a_run_folder_is_made(tmp_path, bad, match):
+    with pytest.raises(ValueError, match=match):
+        train.train(tmp_path / "run", 2, config=TINY, progress=False, **bad)
+    assert not (tmp_path / "run").exists()
