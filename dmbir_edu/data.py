@@ -8,6 +8,11 @@ end along z, organs appear and disappear along z, and a thin high-contrast shell
 skull) surrounds everything. Total variation alone is then not the right prior, which is what
 makes a learned 2D prior worth having.
 
+Out of distribution for a prior trained on the phantoms: ``shepp_logan``, the MNI152 ``brain``, the
+real CT and MR volumes (``real_volume``), and two synthetic families the phantoms are nothing like,
+``blocks`` (piecewise constant) and ``checkerboard`` (a periodic texture); chapter "Generalization"
+(book/08_generalization.ipynb) tests the prior on each.
+
 Explained in: chapter "Score-based diffusion in 2D" (book/03_diffusion_2d.ipynb).
 """
 import functools
@@ -436,6 +441,66 @@ def real_slices(modality, split, size=64, n=32):
     """n evenly spaced non-empty axial slices of the real volumes of ``REAL_SPLITS[modality][split]``."""
     x = non_empty(torch.cat([axial_slices(name, size) for name in real_names(modality, split)]))
     return x[torch.linspace(0, x.shape[0] - 1, n).long()]
+
+
+# ---------------------------------------------------------------------------------------------
+# Out-of-distribution volumes: two synthetic families unlike the phantoms (and unlike anatomy), on
+# which a prior trained on the phantoms has learnt nothing useful; besides them the chapter uses
+# ``shepp_logan``, ``brain`` and the real volumes.
+# Explained in: chapter "Generalization" (book/08_generalization.ipynb).
+
+
+def _centred_grid(size, depth):
+    """Voxel-centre coordinates (z, y, x), each ``(D, H, W)``: in-plane in [-1, 1], z centred on 0
+    with the in-plane spacing (cubic voxels), so that a ball is round in every plane."""
+    check_positive_int(depth, "depth")
+    if check_positive_int(size, "size") < 2:
+        raise ValueError(f"size must be at least 2, got {size}")
+    r = torch.linspace(-1, 1, size)
+    z = (torch.arange(depth) - (depth - 1) / 2) * float(r[1] - r[0])
+    return torch.meshgrid(z, r, r, indexing="ij")
+
+
+def blocks(seed, size=64, depth=None, n_objects=10):
+    """Random boxes and balls with sharp edges and constant intensities: a piecewise-constant volume,
+    what total variation is made for and the phantoms are not.
+
+    ``n_objects`` objects, boxes and balls in turn (a later one covers an earlier one), their centres,
+    sizes and grey levels (in [0.2, 1]) drawn from ``torch.Generator().manual_seed(seed)``; the
+    background is 0. ``depth`` axial slices (default ``size``) of the voxel size of the slices.
+    Returns ``(D, H, W)`` float32 in [0, 1].
+    """
+    depth = size if depth is None else depth
+    z, y, x = _centred_grid(size, depth)
+    g = torch.Generator().manual_seed(int(seed))
+    vol = torch.zeros(depth, size, size)
+    for i in range(n_objects):
+        c = (torch.rand(3, generator=g) - 0.5) * torch.tensor([0.4, 1.2, 1.2])   # centre (z, y, x)
+        r = 0.08 + 0.3 * torch.rand(3, generator=g)                            # half-sizes or radii
+        level = 0.2 + 0.8 * torch.rand((), generator=g)
+        if i % 2 == 0:   # a box
+            inside = ((z - c[0]).abs() < r[0]) & ((y - c[1]).abs() < r[1]) & ((x - c[2]).abs() < r[2])
+        else:            # a ball
+            inside = ((z - c[0]) ** 2 + (y - c[1]) ** 2 + (x - c[2]) ** 2) < r[1] ** 2
+        vol[inside] = level
+    return vol
+
+
+def checkerboard(seed, size=64, depth=None, cell=4):
+    """A 3D checkerboard of ``cell`` x ``cell`` x ``cell`` voxels in two grey levels (0.35 and 0.65)
+    inside an ellipsoid (0 outside): a periodic texture, unlike anything in the phantoms. The seed
+    draws the board's offset along each axis. ``depth`` axial slices (default ``size``).
+    Returns ``(D, H, W)`` float32 in [0, 1].
+    """
+    depth = size if depth is None else depth
+    z, y, x = _centred_grid(size, depth)
+    check_positive_int(cell, "cell")
+    g = torch.Generator().manual_seed(int(seed))
+    iz, iy, ix = torch.meshgrid(torch.arange(depth), torch.arange(size), torch.arange(size), indexing="ij")
+    offset = torch.randint(0, cell, (3,), generator=g)
+    checks = (((iz + offset[0]) // cell + (iy + offset[1]) // cell + (ix + offset[2]) // cell) % 2).float()
+    inside = (y / 0.8) ** 2 + (x / 0.65) ** 2 + (z / 1.5) ** 2 < 1
+    return inside * (0.35 + 0.3 * checks)
 
 
 def main(argv=None):

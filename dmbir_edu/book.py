@@ -1,0 +1,170 @@
+"""Helpers of the book: what several chapters would otherwise each write for themselves.
+
+The chapters (``book/*.ipynb``) import this module (``from dmbir_edu import book``) for what is
+plumbing rather than what they teach: showing the source of a package function as the package
+has it (``show_source``), timing a call in wall and CPU seconds (``clock``, on ``bench.timeit``)
+and waiting for a GPU before reading a clock (``wait``), and the sentences that read a verdict
+off the rows of ``experiments.run``: ``psnr_by_case``, ``gap``, ``versus``, ``of_cases`` and
+``real_ct_verdict``, the paragraph on the real CT volume that closes chapters "DiffusionMBIR for
+sparse-view CT" (book/05_diffusionmbir.ipynb) and "Limited-angle CT"
+(book/06_limited_angle.ipynb). Every sentence is computed from the rows, so that the text says
+what this run measured. No algorithm lives here; the volumes the chapters make are in ``data``.
+"""
+import inspect
+import statistics
+import time
+
+import torch
+
+from . import bench, metrics
+
+
+def show_source(*functions):
+    """Display the source of package functions, as the package has it (one Markdown code block
+    each, in a notebook; needs IPython, which the book's extra installs)."""
+    from IPython.display import Markdown, display
+
+    for f in functions:
+        display(Markdown(f"```python\n{inspect.getsource(f)}```"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Timing
+
+
+def wait(device):
+    """Wait for ``device`` to finish its queued work before a clock is read: a GPU works
+    asynchronously; on a CPU (or ``None``) there is nothing to wait for."""
+    if device is not None and torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def clock(fn, repeats=5, device=None):
+    """``(wall, cpu)``: the median wall seconds of ``fn()`` over ``repeats`` calls after one warm-up
+    call, as ``bench.timeit`` measures them (waiting for a CUDA ``device``), and the median CPU
+    seconds (``time.process_time``, this process, all its threads) of the same calls. CPU time
+    over wall time says how many cores were busy, and CPU time is what a shared machine's load
+    disturbs least."""
+    cpus = []
+
+    def timed():
+        start = time.process_time()
+        fn()
+        cpus.append(time.process_time() - start)
+
+    wall = bench.timeit(timed, repeats, sync=device)
+    return wall, statistics.median(cpus[1:])          # cpus[0]: the warm-up call
+
+
+# ---------------------------------------------------------------------------------------------
+# Verdicts read off the rows of experiments.run
+
+
+def psnr_by_case(rows, case=("setting", "noise", "volume")):
+    """The PSNR of each row, mean over the three axes, keyed ``(*case, prior, method)``: the row's
+    values of the ``case`` keys (by default its setting, noise and volume), then its ``"prior"``
+    (a key the chapters add to each row: the prior's name, or "none") and its method."""
+    return {tuple(r[k] for k in case) + (r["prior"], r["method"]): sum(r[a]["psnr"] for a in metrics.AXES) / 3
+            for r in rows}
+
+
+def gap(psnr, case, a, b):
+    """PSNR of row ``a`` minus row ``b`` in one ``case``; ``a`` and ``b`` are (prior, method) pairs,
+    ``psnr`` is a ``psnr_by_case`` table."""
+    return psnr[case + a] - psnr[case + b]
+
+
+def versus(psnr, case, a, b, name_b):
+    """Row ``a`` against row ``b`` in words: "1.3 dB above <name_b>" or "0.4 dB below <name_b>"."""
+    g = gap(psnr, case, a, b)
+    return f"{abs(g):.1f} dB {'above' if g > 0 else 'below'} {name_b}"
+
+
+def of_cases(k, n):
+    """``k`` of ``n`` cases in words: "both cases", "neither case", "1 of the 3 cases", ..."""
+    if k == n:
+        return {1: "the one case", 2: "both cases"}.get(n, f"all {n} cases")
+    if k == 0:
+        return {1: "no case", 2: "neither case"}.get(n, f"none of the {n} cases")
+    return f"{k} of the {n} cases"
+
+
+def real_ct_verdict(rows, ct_prior, phantom_prior, ct_card, noise_free, heading, phantom, adds="adds to the data",
+                    names=None, setting=None, diffusion=("dds", "diffusionmbir")):
+    """The paragraph (Markdown) that sums up a chapter's runs on the real CT test volume(s).
+
+    ``rows``: rows of ``experiments.run`` on real volumes, each with a ``"prior"`` key (the name of
+    the prior that made it, "none" for FBP and 3D ADMM-TV): every method with ``ct_prior`` (the
+    prior fine-tuned on real CT; ``ct_card`` its weight card) noise-free, all but slice-wise with
+    noise, and the ``diffusion`` samplers again with ``phantom_prior``, with and without noise;
+    ``noise_free``: the noise label of the noise-free rows. Per case (setting, noise, volume): each
+    diffusion sampler against 3D ADMM-TV (and slice-wise with ``ct_prior``) and the gain of the CT
+    prior over the phantom prior; then in short: where the CT prior wins, where TV beats both
+    samplers, what the noise costs each row, ``phantom`` (the chapter's sentence on its phantom
+    experiment, without its full stop) and the lesson.
+
+    What the two chapters say differently: ``heading`` (the first line, without its colon: the
+    run's settings), ``adds`` (what a prior contributes to the reconstruction: "adds to the data"
+    for sparse views, "puts into the missing wedge" for a limited angle), ``names`` (method ->
+    the name the text gives it; default: the method's own) and ``setting`` (how a case names its
+    setting before its noise, e.g. "{} views"; None: not at all, the heading names it).
+    """
+    psnr = psnr_by_case(rows)
+    name = (names or {}).get
+    ct, ph = ct_prior, phantom_prior
+    cases = list(dict.fromkeys(k[:3] for k in psnr))          # (setting, noise, volume), as run
+    tv, sw = ("none", "admm_tv"), (ct, "slicewise")
+    lines = []
+    for case in cases:
+        said = []
+        for p in (ct, ph):
+            rivals = [(tv, name("admm_tv", "admm_tv"))]
+            if p == ct and case + sw in psnr:
+                rivals.append((sw, f"{name('slicewise', 'slicewise')} ({ct})"))
+            said.append(f"with `{p}`, " + "; ".join(
+                f"{name(m, m)} is " + " and ".join(versus(psnr, case, (p, m), r, n) for r, n in rivals)
+                for m in diffusion))
+        said.append(f"`{ct}` minus `{ph}`: "
+                    + ", ".join(f"{name(m, m)} {gap(psnr, case, (ct, m), (ph, m)):+.1f} dB" for m in diffusion))
+        where = case[1] if setting is None else f"{setting.format(case[0])}, {case[1]}"
+        lines.append(f"- On **{case[2]}** ({where}): " + "; ".join(said) + ".")
+
+    pairs = [(c, m) for c in cases for m in diffusion]        # (case, method): the same sampler with either prior
+    real_gain = [gap(psnr, c, (ct, m), (ph, m)) for c, m in pairs]
+    ct_better = sum(g > 0 for g in real_gain)
+    span = f"{min(real_gain):+.2f} to {max(real_gain):+.2f} dB"
+    beats = f"the prior trained on real CT, `{ct}`, beats the phantom prior `{ph}` in"
+    if ct_better == len(pairs):
+        prior_verdict = f"{beats} every one of the {len(pairs)} (case, method) pairs, by {span}"
+    elif ct_better == 0:
+        prior_verdict = f"{beats} none of the {len(pairs)} (case, method) pairs ({span})"
+    else:
+        prior_verdict = f"{beats} {ct_better} of the {len(pairs)} (case, method) pairs ({span})"
+    tv_ahead = {p: sum(psnr[c + tv] > max(psnr[c + (p, m)] for m in diffusion) for c in cases) for p in (ct, ph)}
+    tv_verdict = ("3D ADMM-TV beats both diffusion methods in "
+                  + " and in ".join(f"{of_cases(tv_ahead[p], len(cases))} with `{p}`" for p in (ct, ph)))
+    if tv_ahead[ct] == len(cases):
+        tv_verdict += ": even with the prior trained on real CT, TV wins on this chest"
+    elif tv_ahead[ct] == 0:
+        tv_verdict += f": with `{ct}`, a diffusion method beats 3D ADMM-TV in every case"
+    noisy = [c for c in cases if c[1] != noise_free]
+    lost = {row: sum(psnr[(c[0], noise_free, c[2]) + row] - psnr[c + row] for c in noisy) / len(noisy)
+            for row in [tv] + [(p, m) for p in (ct, ph) for m in diffusion]}      # PSNR lost to the noise
+    train = ", ".join(ct_card["train_volumes"])
+    few = "one patient" if len(ct_card["train_volumes"]) == 1 else f"{len(ct_card['train_volumes'])} patients"
+    caveat = (f"a training set of {few} ({ct_card['images_seen']:,} images seen) is small, and the samplers' settings "
+              f"were chosen for `{ph}` on phantoms and only checked for `{ct}` on the head-CT validation volume")
+    if ct_better == len(pairs):
+        lesson = (f"The prior is the only difference between the paired rows, so training on real slices is what "
+                  f"helped here: `{ct}` has seen the slices of {train}, another patient, and what it {adds} is "
+                  f"closer to this scan than what `{ph}` learnt from phantoms; still, {caveat}.")
+    elif ct_better == 0:
+        lesson = f"Fine-tuning on the slices of {train} did not pay off here: {caveat}."
+    else:
+        lesson = f"Fine-tuning on the slices of {train} paid off in some cases and not in others: {caveat}."
+    cost = ", ".join(f"{round(d, 2) + 0.0:.2f} dB for {name(row[1], row[1])}"      # + 0.0: no "-0.00"
+                     + ("" if row[0] == "none" else f" ({row[0]})") for row, d in lost.items())
+    return (f"{heading}:\n\n" + "\n".join(lines)
+            + f"\n\n**In short: {prior_verdict}; {tv_verdict}.** The realistic noise ($I_0 = 10^5$) lowers the PSNR, "
+            f"on average, by {cost}. {phantom}. `{ph}` was trained only on procedural phantoms: what it {adds} is what "
+            f"it learnt about their slices, not about a chest. " + lesson)
