@@ -59,6 +59,7 @@ class Row:
 ISCS_PERIOD, PERP_EVERY = 2, 2
 ROWS = {m: Row(m) for m in RECONSTRUCT_METHODS} | {
     "dmbir_reset": Row("diffusionmbir", variants.diffusion_mbir_variant, dict(reset_admm=True)),
+    "dmbir_xyz": Row("diffusionmbir", variants.diffusion_mbir_variant, dict(axes="xyz")),   # 3D TV (chapter 5)
     "dds_2d": Row("dds", variants.dds_variant, dict(axes=None)),                  # DDS with no coupling: the control
     "dds_iscs": Row("dds", variants.dds_variant, dict(axes=None, iscs=ISCS_PERIOD)),  # ISCS instead of TV along z
     "dds_tv_iscs": Row("dds", variants.dds_variant, dict(iscs=ISCS_PERIOD)),      # ISCS and TV along z
