@@ -1,10 +1,11 @@
 """Write tests/data/sampler_rows.json: a digest of every sampler and variant on small, seeded runs,
 so that a redesign of ``sampling`` can be checked against the numbers from before it
-(tests/test_reference_rows.py). Each row: the call, as text, then the output's mean, std and a
-fixed sample of voxels. The calls are those of the API at the commit named in the file; the test
-makes the same runs through today's API.
+(tests/test_reference_rows.py). Each row: the output's mean, std and a fixed sample of voxels.
+The calls below are those of the API at the commit named in the file (24970da, before the
+redesign), and run only there; the test makes the same runs through today's API:
 
-    python scripts/sampler_reference_rows.py    # about 20 s, one thread as the tests
+    git worktree add --detach /tmp/old 24970da && cd /tmp/old
+    PYTHONPATH=. python scripts/sampler_reference_rows.py    # about 20 s, one thread as the tests
 """
 import json
 import pathlib
