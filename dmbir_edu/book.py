@@ -168,3 +168,37 @@ def real_ct_verdict(rows, ct_prior, phantom_prior, ct_card, noise_free, heading,
             + f"\n\n**In short: {prior_verdict}; {tv_verdict}.** The realistic noise ($I_0 = 10^5$) lowers the PSNR, "
             f"on average, by {cost}. {phantom}. `{ph}` was trained only on procedural phantoms: what it {adds} is what "
             f"it learnt about their slices, not about a chest. " + lesson)
+
+
+def prior_card(prior):
+    """The JSON card of a shipped prior (``dmbir_edu/weights/NAME.json``) as a dict."""
+    import json
+
+    from .prior import WEIGHTS_DIR
+
+    return json.loads((WEIGHTS_DIR / f"{prior.name}.json").read_text())
+
+
+def real_ct_description(names, size, depth, ct_prior, phantom_prior):
+    """The Markdown list that introduces a chapter's real-CT section: each volume (its split,
+    slices, voxel size, the slab the chapter reconstructs, source and licence, as
+    ``data.real_volume_info`` reports them) and the two priors (what each was trained on, from
+    its card). Chapters 5 and 6 show it."""
+    from . import data
+
+    lines = []
+    for name in names:
+        info = data.real_volume_info(name, size)
+        dz, dy, dx = info["spacing_mm"]
+        lines.append(f"- **{name}** ({info['split']} volume): {info['shape'][0]} axial slices of {size} x {size}, "
+                     f"voxels {dz:.1f} x {dy:.1f} x {dx:.1f} mm (z, y, x); this section reconstructs its central "
+                     f"{depth} slices, a {depth * dz:.0f} mm slab. Source: {info['credit']} (`{info['package']}`). "
+                     f"Licence: {info['licence']}.")
+    card = prior_card(ct_prior)
+    lines.append(f"- **prior `{ct_prior.name}`**: started from `{card['init']}` and fine-tuned on the axial slices "
+                 f"of {', '.join(card['train_volumes'])} (the CT training volume(s)), {card['images_seen']:,} images "
+                 f"seen in {card['steps']} steps; validation volume(s) {', '.join(card['validation_volumes'])}, test "
+                 f"volume(s) {', '.join(card['test_volumes'])}, never seen in training. Data: {card['data']}.")
+    lines.append(f"- **prior `{phantom_prior.name}`**: trained from scratch on procedural phantoms only "
+                 f"({prior_card(phantom_prior)['images_seen']:,} images seen): no real scan at all.")
+    return "\n".join(lines)

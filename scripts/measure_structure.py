@@ -73,7 +73,7 @@ def main():
     print("public samplers: parameters, body lines (no docstring)")
     for path in sorted((ROOT / "dmbir_edu").glob("*.py")):
         for name, fn in functions(path).items():
-            if name in SAMPLERS or name.endswith(("_sampler", "_variant", "_beyond", "_ablation")):
+            if path.stem in ("sampling", "variants") and (name in SAMPLERS or name.endswith("_variant")):
                 print(f"  {path.stem}.{name:<22}{n_params(fn):>4} params {body_lines(fn):>5} lines")
     package = sum(1 for p in (ROOT / "dmbir_edu").glob("*.py") for s in p.read_text().splitlines() if s.strip())
     if a.chapters_out:

@@ -6,6 +6,7 @@ import time
 import pytest
 import torch
 
+import dmbir_edu as dm
 from dmbir_edu import book, data
 
 
@@ -200,3 +201,13 @@ def test_the_volumes_chapter8_made_before():
     assert torch.equal(data.blocks(0, 64, 16), old_blocks)
     assert torch.equal(data.checkerboard(0, 64, 16), old_checks)
     assert torch.equal(data.checkerboard(0, 64, 16, cell=8), old_checks8)
+
+
+def test_real_ct_description_says_what_each_prior_saw():
+    """The list chapters 5 and 6 open their real-CT section with: the priors' cards, read, not restated."""
+    ct, phantom = dm.load_prior("ct64"), dm.load_prior("phantom64")
+    card = book.prior_card(ct)
+    text = book.real_ct_description([], 64, 8, ct, phantom)
+    assert text.count("\n") == 1                                    # two lines: the two priors, no volume
+    assert f"{card['images_seen']:,} images" in text and ", ".join(card["train_volumes"]) in text
+    assert f"`{phantom.name}`" in text and "no real scan" in text

@@ -117,8 +117,8 @@ def test_prior_size_mismatch_is_a_clear_error():
 
 
 def slice_repeating_noise():
-    """A stand-in for ``operators.randn_like`` (as the samplers see it): the k-th call draws ONE slice of noise from a CPU
-    generator seeded k and repeats it over the depth, so a volume of D slices and a single slice
+    """A stand-in for ``operators.randn_like`` (as ``sampling`` sees it): the k-th call draws ONE slice
+    of noise from a CPU generator seeded k and repeats it over the depth, so a volume of D slices and a single slice
     see the same noise in every slice, call for call."""
     calls = iter(range(10**6))
 
