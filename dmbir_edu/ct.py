@@ -165,7 +165,9 @@ class ParallelBeamCT(LinearOperator):
     Geometry: square pixels of side 1 centred on the grid, image centre at the origin;
     ``n_detectors = ceil(sqrt(2) * image_size)`` bins of width 1 pixel centred on the rotation
     axis (91 for 64 x 64, 363 for 256 x 256 as in the official code), so every ray through the
-    image is recorded. The detector coordinate of a point p = (p_1, p_2) (p_1 along H, p_2
+    image is recorded; ``n_detectors`` sets another count (at least that many: the finer
+    simulation grid of ``simulate`` takes twice the coarse operator's bins, so that pairs of its
+    bins make one coarse bin). The detector coordinate of a point p = (p_1, p_2) (p_1 along H, p_2
     along W) is s = p_1 cos(theta) + p_2 sin(theta).
 
     The projector is pixel-driven with ``oversample``^2 sub-pixels per pixel and linear
@@ -192,7 +194,7 @@ class ParallelBeamCT(LinearOperator):
 
     final_correction = True
 
-    def __init__(self, image_size, angles, oversample=2, device=None):
+    def __init__(self, image_size, angles, oversample=2, device=None, n_detectors=None):
         self.image_size = check_positive_int(image_size, "image_size")
         self.oversample = check_positive_int(oversample, "oversample")
         self.device = _as_device("cpu" if device is None else device)
@@ -201,7 +203,11 @@ class ParallelBeamCT(LinearOperator):
             raise ValueError("angles must hold at least one projection angle (radians), got none")
         check_finite(self.angles, "angles")
         self.n_angles = len(self.angles)
-        self.n_detectors = math.ceil(math.sqrt(2) * self.image_size)
+        least = math.ceil(math.sqrt(2) * self.image_size)
+        self.n_detectors = least if n_detectors is None else check_positive_int(n_detectors, "n_detectors")
+        if self.n_detectors < least:
+            raise ValueError(f"n_detectors must be at least ceil(sqrt(2) * image_size) = {least}, so that every ray "
+                             f"through the image is recorded; got {n_detectors}")
         self.detector_spacing = 1.0
         self._d_theta = (math.pi / self.n_angles if self.n_angles < 2
                          else float(torch.diff(self.angles).median()))     # FBP's angular weight

@@ -59,6 +59,9 @@ def _window(z, z0, z1, soft=0.05):
     return torch.sigmoid((z - z0) / soft) * torch.sigmoid((z1 - z) / soft)
 
 
+PHANTOM_GRID = 64     # the grid the phantoms' structure sizes are stated on (a pixel = 2 / 64 in [-1, 1])
+
+
 def phantom(seed, size=64, depth=None, kind=None):
     """One volume of the procedural phantom family.
 
@@ -67,7 +70,10 @@ def phantom(seed, size=64, depth=None, kind=None):
     seed : int
         Everything is drawn from ``torch.Generator().manual_seed(seed)``.
     size : int
-        In-plane size H = W.
+        In-plane size H = W. Every structure is sized in units of a ``PHANTOM_GRID`` (64) pixel
+        grid, so ``phantom(seed, 2 n, 2 D)`` is the same object as ``phantom(seed, n, D)`` sampled
+        twice as finely (only the realizations of its two random fields differ): what
+        ``simulate`` needs to make data on a finer grid than the one that reconstructs.
     depth : int, optional
         Number of axial slices D (default ``size``).
     kind : {"body", "head"}, optional
@@ -103,7 +109,8 @@ def phantom(seed, size=64, depth=None, kind=None):
     base = _rand(g, 0.25, 0.4) + 0.06 * _smooth_noise(z.shape, size / 8, g) + _rand(g, -0.08, 0.08) * y
     vol = inside * base
     # Thin high-contrast shell: skin (body) or skull (head), 1-3 pixels thick.
-    t = _rand(g, 1.2, 2.5) * 2 / size
+    u = 2 / PHANTOM_GRID                                   # one pixel of the 64 grid, in [-1, 1] units
+    t = _rand(g, 1.2, 2.5) * u
     shell_lo = 1 - (t / min(_rand(g, 0.6, 0.9), 0.9) if kind == "head" else t)
     shell = ((r > shell_lo) & (r < 1)).float()
     vol = vol * (1 - shell) + shell * _rand(g, 0.75, 0.95)
@@ -121,7 +128,7 @@ def phantom(seed, size=64, depth=None, kind=None):
         level = _rand(g, 0.1, 0.7) + _rand(g, -0.1, 0.1) * xr / rx      # smooth ramp inside
         vol = vol * (1 - organ) + organ * level
     # Fine texture inside tissue (a few pixels correlation length).
-    vol = vol + inside * _rand(g, 0.02, 0.05) * _smooth_noise(z.shape, _rand(g, 0.7, 1.5), g)
+    vol = vol + inside * _rand(g, 0.02, 0.05) * _smooth_noise(z.shape, _rand(g, 0.7, 1.5) * size / PHANTOM_GRID, g)
     # Vessels: thin bright tubes along smooth curves x(z), y(z) that begin and end along z.
     n_vessels = int(torch.randint(2, 7, (), generator=g))
     for _ in range(n_vessels):
@@ -129,7 +136,7 @@ def phantom(seed, size=64, depth=None, kind=None):
         fx, fy, p = _rand(g, 0.5, 3), _rand(g, 0.5, 3), _rand(g, 0, 6.3)
         vx = x0 + 0.15 * torch.sin(fx * z + p)
         vy = y0 + 0.15 * torch.cos(fy * z + p)
-        rad = _rand(g, 0.8, 2.0) * 2 / size
+        rad = _rand(g, 0.8, 2.0) * u
         z0 = _rand(g, -1.2, 0.3)
         z1 = z0 + _rand(g, 0.6, 2.0)
         tube = torch.exp(-((x - vx) ** 2 + (y - vy) ** 2) / (2 * rad**2)) * _window(z, z0, z1) * inside
@@ -140,7 +147,7 @@ def phantom(seed, size=64, depth=None, kind=None):
             a = _rand(g, 0, 2 * math.pi)
             pr = _rand(g, 0.75, 0.88)
             arc = (torch.cos(torch.atan2(y - cy, x - cx) - a) > _rand(g, 0.6, 0.9)).float()
-            plate = ((r > pr) & (r < pr + 3 / size)).float() * arc * _window(z, _rand(g, -1, 0), _rand(g, 0, 1))
+            plate = ((r > pr) & (r < pr + 1.5 * u)).float() * arc * _window(z, _rand(g, -1, 0), _rand(g, 0, 1))
             vol = vol * (1 - plate) + plate * _rand(g, 0.85, 1.0)
     else:
         vr = torch.sqrt((torch.abs(x) - _rand(g, 0.08, 0.15)) ** 2 / 0.01 + (y - 0.05) ** 2 / 0.06 + z**2 / 0.25)

@@ -22,12 +22,12 @@ import functools
 import itertools
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import torch
 
-from . import data, metrics, variants
+from . import data, metrics, simulate, variants
 from .ct import ParallelBeamCT, limited_angle_angles, poisson_noise, sparse_view_angles
 from .mri import CartesianMRI, complex_gaussian_noise, uniform1d_mask, variable_density2d_mask
 from .operators import device_arg, positive_int_arg, scaled_defaults
@@ -41,11 +41,13 @@ from .tables import load_volumes, mean_psnr, save_volumes, table, volume_key  # 
 class Row:
     """A table row: the ``reconstruct`` method it is (whose preset, prior and NFE count it has),
     the sampler that runs it when it is a variant (``variants``; None: ``reconstruct`` itself)
-    and the keyword arguments that make it what it is. A value naming a shipped prior ("prior",
+    and the keyword arguments that make it what it is; ``settings(A)``, if given, adds those that
+    depend on the operator (the released constants). A value naming a shipped prior ("prior",
     "prior_perp") is loaded when the row runs."""
     method: str
     sampler: Callable = None
     kwargs: dict = field(default_factory=dict)
+    settings: Callable = None
 
 
 # Every row of the book's tables. "dmbir_reset" is the ablation of chapter 5 run as a row of its
@@ -60,6 +62,8 @@ ISCS_PERIOD, PERP_EVERY = 2, 2
 ROWS = {m: Row(m) for m in RECONSTRUCT_METHODS} | {
     "dmbir_reset": Row("diffusionmbir", variants.diffusion_mbir_variant, dict(reset_admm=True)),
     "dmbir_xyz": Row("diffusionmbir", variants.diffusion_mbir_variant, dict(axes="xyz")),   # 3D TV (chapter 5)
+    "dmbir_released": Row("diffusionmbir", variants.diffusion_mbir_variant, settings=variants.released_settings),
+    "slicewise_cg1": Row("slicewise", kwargs=dict(n_cg=1)),     # slice-wise with DiffusionMBIR's CG budget
     "dds_2d": Row("dds", variants.dds_variant, dict(axes=None)),                  # DDS with no coupling: the control
     "dds_iscs": Row("dds", variants.dds_variant, dict(axes=None, iscs=ISCS_PERIOD)),  # ISCS instead of TV along z
     "dds_tv_iscs": Row("dds", variants.dds_variant, dict(iscs=ISCS_PERIOD)),      # ISCS and TV along z
@@ -175,10 +179,15 @@ def voxel_mm(name, size):
 
 
 def measure(A, x, task, noise=None, pixel_mm=None, generator=None):
-    """The measurement y = A(x), with the task's noise model at ``noise`` (see ``noise_level``):
+    """The measurement y = A(x) (the inverse crime: see ``simulate`` for data without it), with the
+    task's noise model at ``noise`` (``add_noise``)."""
+    return add_noise(A(x), A, task, noise, pixel_mm, generator)
+
+
+def add_noise(y, A, task, noise=None, pixel_mm=None, generator=None):
+    """Noise-free data ``y`` of ``A`` with the task's noise model at ``noise`` (see ``noise_level``):
     CT ``ct.poisson_noise`` with I0 photons per ray (``pixel_mm`` sets the physical attenuation),
     MRI ``mri.complex_gaussian_noise`` at the SNR."""
-    y = A(x)
     level = noise_level(task, noise)
     if level is None:
         return y
@@ -207,6 +216,9 @@ def resolved_kwargs(task, setting, label, size=64, n_steps=None, defaults=False,
     made explicit (the method's preset scaled to the operator, where the row does not set them).
     ``A``: the task's operator if already built (it caches its scale); built here otherwise."""
     kw = method_kwargs(task, label, n_steps, defaults)
+    if ROWS[label].settings is not None:
+        A = operator(task, setting, size) if A is None else A
+        kw = ROWS[label].settings(A) | kw
     preset = PRESETS.get(method_of(label))
     if preset is not None and preset.lam_rel is not None:
         A = operator(task, setting, size) if A is None else A
@@ -226,42 +238,105 @@ def run_row(label, y, A, prior, kw, seed=0, progress=False, device="cpu"):
     return row.sampler(y, A, prior, generator=generator, progress=progress, **call)
 
 
-def run(task, settings, methods=TABLE_ROWS, size=64, n_volumes=4, n_steps=None, seed=0, prior=None,
-        seeds=None, progress=True, overrides=None, keep=False, depth=None, device="cpu", defaults=False,
-        source="phantom", split="test", noise="none"):
-    """Reconstruct every test volume with every row of ``methods`` (labels of ``ROWS``); returns a list of rows.
+@dataclass(frozen=True)
+class Protocol:
+    """How the numbers of a table are obtained: which volumes, which data, how many repeats.
 
-    Each row: task, setting, method (the label), volume, per-axis psnr / ssim, seconds, and the kwargs used.
-    ``overrides`` maps a method to keyword arguments that replace ``PARAMS`` (used by ``defaults_check``).
-    ``keep=True`` also stores the reconstruction (``row["x_hat"]``) and the truth (``row["x"]``),
-    for pictures. ``depth`` keeps the central ``depth`` slices of each volume (default: all; fewer for quick runs).
-    ``device``: where the operators, the prior and the volumes live (the noise is drawn from a seeded
-    CPU generator, so a seed gives the same run on every device). ``defaults=True`` runs every
-    method with its own defaults (no PARAMS; a variant row keeps only what defines it), to
-    compare the defaults with the chosen settings. ``source`` / ``split``: phantoms or real
-    volumes, test or validation (``test_set``). ``noise``: "none", "realistic" or a level (see
-    ``noise_level``); the measurement noise is drawn from its own generator, seeded with
-    ``seed + NOISE_SEED_OFFSET``, so every method of a row sees the same noisy data.
+    size : the reconstruction grid (slices are size x size).
+    fine : the data are simulated on a grid ``fine`` times finer in-plane and along z
+        (``simulate``; the truth scored against is the fine volume's coarse average); 1: the
+        volumes on the reconstruction grid, data made by the reconstructing operator (the
+        protocol of the project's tables before it had this field).
+    crime : True keeps the truth of ``fine`` but makes the data with the reconstructing operator,
+        ``A(x)``: the inverse crime, differing from the default in the data alone (an ablation).
+    source, split, n_volumes, seeds : the volumes (``test_set``): phantoms (``seeds``: phantom
+        seeds, default the split's) or real volumes of ``data.REAL_SPLITS``.
+    depth : the central ``depth`` axial slices of each volume (None: all).
+    noise : "none", "realistic" or a level (``noise_level``).
+    repeats : the seeds of the samplers and of the measurement noise; every (volume, repeat) is
+        one paired sample, so methods are compared on the same data and noise.
+    n_steps : diffusion steps (None: each method's preset; DDS at most its preset's).
+    device : where the operators, the prior and the volumes live.
     """
-    prior = prior if prior is not None else (task_prior(task, source, device) if needs_prior(methods) else None)
+    size: int = 64
+    fine: int = 2
+    crime: bool = False
+    source: str = "phantom"
+    split: str = "test"
+    n_volumes: int = 4
+    seeds: tuple = None
+    depth: int = None
+    noise: str = "none"
+    repeats: tuple = (0,)
+    n_steps: int = None
+    device: str = "cpu"
+
+
+# The protocol of every table the book reports (the appendix "Results", the closing tables of the
+# chapters, the README's commands): data simulated on a twice finer grid, three repeats (sampler
+# and noise seeds), the central 8 slices of each held-out volume. Validation choices are made
+# before a table of this protocol is run, on ``split="validation"``.
+REPORTED = Protocol(repeats=(0, 1, 2), depth=8)
+
+
+def protocol_of(protocol=None, **changes):
+    """``protocol`` (default ``Protocol()``) with ``changes`` (field names of ``Protocol``;
+    ``seed=s`` is ``repeats=(s,)``); an unknown name is a TypeError naming it."""
+    if "seed" in changes:
+        changes["repeats"] = (changes.pop("seed"),)
+    unknown = set(changes) - set(Protocol.__dataclass_fields__)
+    if unknown:
+        raise TypeError(f"unknown protocol field(s) {sorted(unknown)}; fields: {list(Protocol.__dataclass_fields__)}")
+    return replace(protocol or Protocol(), **changes)
+
+
+def volumes(task, p):
+    """name -> the fine volume (``p.fine`` times the grid) that a protocol's data and truth come from."""
+    fine = test_set(task, p.size * p.fine, p.n_volumes, p.seeds, None if p.depth is None else p.depth * p.fine,
+                    p.source, p.split)
+    return {name: x[:len(x) // p.fine * p.fine].to(p.device) for name, x in fine.items()}   # whole groups of slices
+
+
+def run(task, settings, methods=TABLE_ROWS, protocol=None, *, prior=None, overrides=None, keep=False, defaults=False,
+        progress=True, **changes):
+    """Reconstruct every volume of the protocol with every row of ``methods`` (labels of ``ROWS``), at
+    every repeat; returns a list of rows.
+
+    ``protocol``: a ``Protocol`` (default ``Protocol()``), changed by ``changes`` (its field names,
+    e.g. ``depth=8, repeats=(0, 1, 2)``; ``protocol_of``). Each row: task, setting, method (the
+    label), volume, repeat, noise, per-axis psnr / ssim, flicker and dz_ratio (``metrics.along_z``),
+    seconds, the kwargs used and NFE per slice. The data of a (volume, repeat) are made once
+    (``simulate.truth_and_data`` from the finer grid, then the noise drawn from a generator seeded
+    ``repeat + NOISE_SEED_OFFSET``) and every method sees them; the samplers are seeded with the
+    repeat. ``overrides`` maps a label to keyword arguments that replace its ``PARAMS``;
+    ``defaults=True`` runs every method with its own defaults (no PARAMS); ``keep=True`` also
+    stores the reconstruction (``row["x_hat"]``) and the truth (``row["x"]``).
+    """
+    p = protocol_of(protocol, **changes)
+    prior = prior if prior is not None else (task_prior(task, p.source, p.device) if needs_prior(methods) else None)
     rows = []
-    vols = {name: x.to(device) for name, x in test_set(task, size, n_volumes, seeds, depth, source, split).items()}
+    fine_vols = volumes(task, p)
     for setting in settings:
-        A = operator(task, setting, size, device)
-        for name, x in vols.items():
-            noise_g = torch.Generator().manual_seed(seed + NOISE_SEED_OFFSET)
-            y = measure(A, x, task, noise, voxel_mm(name, size), noise_g)     # one y for every method
-            for label in methods:
-                if label == "fbp" and not hasattr(A, "fbp"):
-                    label = "adjoint"                                    # zero-filled for MRI
-                kw = method_kwargs(task, label, n_steps, defaults) | (overrides or {}).get(label, {})
-                t0 = time.perf_counter()
-                x_hat = run_row(label, y, A, prior, kw, seed, progress, device)
-                rows.append(dict(task=task, setting=setting, method=label, volume=name, noise=noise_label(task, noise),
-                                 seconds=time.perf_counter() - t0, kwargs=kw, nfe_per_slice=nfe_per_slice(label, kw),
-                                 **metrics.per_axis(x_hat.float().cpu(), x.cpu())))
-                if keep:
-                    rows[-1].update(x_hat=x_hat.float().cpu(), x=x.cpu())
+        A = operator(task, setting, p.size, p.device)
+        for name, x_fine in fine_vols.items():
+            x, y_clean = simulate.truth_and_data(A, x_fine, p.fine, crime=p.crime)
+            for repeat in p.repeats:
+                noise_g = torch.Generator().manual_seed(repeat + NOISE_SEED_OFFSET)
+                y = add_noise(y_clean, A, task, p.noise, voxel_mm(name, p.size), noise_g)   # one y for every method
+                for label in methods:
+                    if label == "fbp" and not hasattr(A, "fbp"):
+                        label = "adjoint"                                    # zero-filled for MRI
+                    kw = method_kwargs(task, label, p.n_steps, defaults) | (overrides or {}).get(label, {})
+                    if ROWS[label].settings is not None:
+                        kw = ROWS[label].settings(A) | kw
+                    t0 = time.perf_counter()
+                    x_hat = run_row(label, y, A, prior, kw, repeat, progress, p.device).float().cpu()
+                    rows.append(dict(task=task, setting=setting, method=label, volume=name, repeat=repeat,
+                                     noise=noise_label(task, p.noise), seconds=time.perf_counter() - t0, kwargs=kw,
+                                     nfe_per_slice=nfe_per_slice(label, kw), fine=p.fine, crime=p.crime,
+                                     **metrics.per_axis(x_hat, x.cpu()), **metrics.along_z(x_hat, x)))
+                    if keep:
+                        rows[-1].update(x_hat=x_hat, x=x.cpu())
     return rows
 
 

@@ -44,3 +44,29 @@ def per_axis(x_hat, x_true, data_range=1.0):
         out[name] = {"psnr": float(np.mean([psnr(a, b, data_range) for a, b in pairs])),
                      "ssim": float(np.mean([ssim(a.numpy(), b.numpy(), data_range) for a, b in pairs]))}
     return out
+
+
+def _dz(t):
+    return t[1:] - t[:-1]
+
+
+def flicker_ratio(x_hat, x_true):
+    """||D_z e|| / ||e|| for the error e = x_hat - x_true of a (D, H, W) volume (D_z: differences of
+    neighbouring axial slices, no wrap-around): 0 for an error every slice shares, about sqrt(2)
+    for errors independent from slice to slice. The metric of the book's thesis: TV along z
+    should lower it."""
+    e = (torch.as_tensor(x_hat, dtype=torch.float64) - torch.as_tensor(x_true, dtype=torch.float64))
+    return float(_dz(e).norm() / e.norm().clamp_min(1e-12))
+
+
+def dz_ratio(x_hat, x_true):
+    """rms(D_z x_hat) / rms(D_z x_true): 1 when the reconstruction changes from slice to slice as
+    much as the truth, above 1 when it flickers, below 1 when it smooths along z."""
+    x_hat, x_true = torch.as_tensor(x_hat, dtype=torch.float64), torch.as_tensor(x_true, dtype=torch.float64)
+    return float(_dz(x_hat).norm() / _dz(x_true).norm().clamp_min(1e-12))
+
+
+def along_z(x_hat, x_true):
+    """{"flicker": flicker_ratio, "dz_ratio": dz_ratio} of a (D, H, W) reconstruction, on the CPU."""
+    x_hat, x_true = x_hat.detach().cpu(), x_true.detach().cpu()
+    return {"flicker": flicker_ratio(x_hat, x_true), "dz_ratio": dz_ratio(x_hat, x_true)}

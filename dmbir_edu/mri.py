@@ -47,7 +47,8 @@ class CartesianMRI(LinearOperator):
         if not self.mask.any():
             raise ValueError("mask samples no k-space point (it is all False): an operator must measure something")
         self.image_size = mask.shape[-1]
-        self.acceleration = mask.numel() / int(self.mask.sum())
+        self.acceleration = mask.numel() / int(self.mask.sum())          # nominal: pixels / samples
+        self.effective_acceleration = effective_acceleration(self.mask)  # of the real problem (Hermitian)
         self.to(device if device is not None else mask.device)
 
     def to(self, device):
@@ -75,6 +76,26 @@ class CartesianMRI(LinearOperator):
 
     def __repr__(self):
         return f"CartesianMRI(image_size={self.image_size}, acceleration={self.acceleration:.2f})"
+
+
+def conjugate_positions(mask):
+    """The mask mirrored through the origin of k-space, k -> -k, on the centred grid of ``fft2c``:
+    along an axis of even length n index c goes to (n - c) mod n (frequency c - n/2; the Nyquist
+    index 0 maps to itself), of odd length to n - 1 - c."""
+    flipped = torch.flip(mask, (-2, -1))
+    return torch.roll(flipped, tuple(1 - n % 2 for n in mask.shape[-2:]), (-2, -1))
+
+
+def effective_acceleration(mask):
+    """Pixels over the real degrees of freedom that the mask measures, for real images.
+
+    The image is real, so its spectrum is Hermitian, X(-k) = conj(X(k)): a sample at k also gives
+    the one at -k. The real-constrained normal operator (``CartesianMRI``'s, whose adjoint takes
+    the real part) has rank |mask | conj(mask)|, the samples together with their mirror images,
+    so the problem is undersampled by H W / |mask | mirror(mask)|, not by the nominal H W / |mask|
+    (tested against the rank of the explicit normal matrix)."""
+    mask = torch.as_tensor(mask).to(torch.bool)
+    return mask.numel() / int((mask | conjugate_positions(mask)).sum())
 
 
 def complex_gaussian_noise(y, snr_db, mask=None, generator=None):

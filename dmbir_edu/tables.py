@@ -51,3 +51,66 @@ def load_volumes(path):
     """The volumes of a ``save_volumes`` file, as float32: (truths by volume, reconstructions by ``volume_key``)."""
     data = torch.load(path, weights_only=True)
     return ({k: v.float() for k, v in data["x"].items()}, {k: v.float() for k, v in data["x_hat"].items()})
+
+
+# Repeats and uncertainty: every (volume, repeat) of a row is one paired sample (the same data
+# and noise for every method), so methods are compared by the mean of their paired differences
+# and its standard error; a method wins only outside a tie band of TIE_BAND standard errors.
+TIE_BAND = 2.0
+
+
+def mean_over_axes(row, metric="psnr"):
+    """The mean of a row's metric over the three planes (axial, coronal, sagittal)."""
+    return sum(row[a][metric] for a in metrics.AXES) / len(metrics.AXES)
+
+
+def _stats(values):
+    n = len(values)
+    mean = sum(values) / n
+    sd = (sum((v - mean) ** 2 for v in values) / (n - 1)) ** 0.5 if n > 1 else float("nan")
+    return mean, sd, n
+
+
+def cell_key(row):
+    return tuple(str(row.get(f, "")) for f in ("task", "setting", "noise"))
+
+
+def summary(rows):
+    """One record per (task, setting, noise, method): n samples (volumes x repeats), the mean and
+    standard deviation over them of the PSNR averaged over the three planes, the mean per-plane
+    PSNR, the mean flicker ratio and dz ratio (``metrics.along_z``) and seconds."""
+    out = []
+    for key in dict.fromkeys(cell_key(r) + (r["method"],) for r in rows):
+        group = [r for r in rows if cell_key(r) + (r["method"],) == key]
+        mean, sd, n = _stats([mean_over_axes(r) for r in group])
+        rec = dict(zip(("task", "setting", "noise", "method"), key), n=n, psnr=mean, psnr_sd=sd)
+        rec |= {f"{a} psnr": sum(r[a]["psnr"] for r in group) / n for a in metrics.AXES}
+        for f in ("flicker", "dz_ratio", "seconds"):
+            if all(f in r for r in group):
+                rec[f] = sum(r[f] for r in group) / n
+        out.append(rec)
+    return out
+
+
+def paired(rows, a, b, metric="psnr"):
+    """{(task, setting, noise): (mean difference a - b, its standard error, n)} of the
+    plane-averaged ``metric``, over the (volume, repeat) pairs both rows ran on; the standard
+    error is sd / sqrt(n) (nan for one pair)."""
+    def by_pair(method):
+        return {cell_key(r) + (r["volume"], r.get("repeat", 0)): mean_over_axes(r, metric)
+                for r in rows if r["method"] == method}
+    ra, rb = by_pair(a), by_pair(b)
+    out = {}
+    for cell in dict.fromkeys(k[:3] for k in ra if k in rb):
+        d = [ra[k] - rb[k] for k in ra if k[:3] == cell and k in rb]
+        mean, sd, n = _stats(d)
+        out[cell] = (mean, sd / n**0.5 if n > 1 else float("nan"), n)
+    return out
+
+
+def verdict(diff, se, band=TIE_BAND):
+    """"wins", "loses" or "ties": a paired difference counts only outside ``band`` standard errors
+    (with one pair, no error is known and every difference is a tie)."""
+    if not se == se or abs(diff) <= band * se:          # se is nan with one pair
+        return "ties"
+    return "wins" if diff > 0 else "loses"
