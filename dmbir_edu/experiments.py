@@ -305,7 +305,8 @@ def run(task, settings, methods=TABLE_ROWS, protocol=None, *, prior=None, overri
     ``protocol``: a ``Protocol`` (default ``Protocol()``), changed by ``changes`` (its field names,
     e.g. ``depth=8, repeats=(0, 1, 2)``; ``protocol_of``). Each row: task, setting, method (the
     label), volume, repeat, noise, per-axis psnr / ssim, flicker and dz_ratio (``metrics.along_z``),
-    seconds, the kwargs used and NFE per slice. The data of a (volume, repeat) are made once
+    seconds, the kwargs used and NFE per slice (MRI: also the mask's effective acceleration on real
+    images, ``mri.effective_acceleration``, beside the nominal one in the setting's name). The data of a (volume, repeat) are made once
     (``simulate.truth_and_data`` from the finer grid, then the noise drawn from a generator seeded
     ``repeat + NOISE_SEED_OFFSET``) and every method sees them; the samplers are seeded with the
     repeat. ``overrides`` maps a label to keyword arguments that replace its ``PARAMS``;
@@ -334,6 +335,7 @@ def run(task, settings, methods=TABLE_ROWS, protocol=None, *, prior=None, overri
                     rows.append(dict(task=task, setting=setting, method=label, volume=name, repeat=repeat,
                                      noise=noise_label(task, p.noise), seconds=time.perf_counter() - t0, kwargs=kw,
                                      nfe_per_slice=nfe_per_slice(label, kw), fine=p.fine, crime=p.crime,
+                                     **({"effective_acceleration": A.effective_acceleration} if task == "mri" else {}),
                                      **metrics.per_axis(x_hat, x.cpu()), **metrics.along_z(x_hat, x)))
                     if keep:
                         rows[-1].update(x_hat=x_hat, x=x.cpu())
@@ -531,7 +533,13 @@ def parser():
     p.add_argument("--depth", type=positive_int_arg, default=None,
                    help="keep the central DEPTH axial slices (quick runs; 'defaults' uses 8 if not given)")
     p.add_argument("--size", type=positive_int_arg, default=64, help="volume size (the shipped prior is 64)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the samplers' noise")
+    p.add_argument("--seed", type=int, nargs="+", default=[0],
+                   help="repeats: seeds of the samplers and of the measurement noise (the reported protocol: 0 1 2)")
+    p.add_argument("--fine", type=positive_int_arg, default=Protocol.fine,
+                   help="simulate the data on a grid this many times finer (1: the volumes on the reconstruction grid "
+                        "and data made by its operator, the inverse crime of the project's older tables)")
+    p.add_argument("--crime", action="store_true",
+                   help="keep the finer grid's truth but make the data with the reconstructing operator (an ablation)")
     p.add_argument("--device", type=device_arg, default="cpu", help="torch device, e.g. cuda")
     p.add_argument("--data", choices=["phantom", "real"], default="phantom",
                    help="volumes: the procedural phantoms (and the MNI152 brain for MRI), or the real CT and MR "
@@ -567,7 +575,7 @@ def cli_defaults(a, jobs, methods, prior):
 def cli_beyond(a, jobs, methods, prior):
     """``beyond``: the table of chapter "Beyond TV along z" (8 views unless --views is given)."""
     views = a.views[0] if a.views != JOBS["sparse_view"] else 8
-    beyond(views, a.methods, a.volumes or 1, a.split, a.iscs or [ISCS_PERIOD], a.depth, a.seed, a.device, a.save,
+    beyond(views, a.methods, a.volumes or 1, a.split, a.iscs or [ISCS_PERIOD], a.depth, a.seed[0], a.device, a.save,
            a.steps[0] if a.steps else None)
 
 
@@ -583,11 +591,13 @@ def cli_tables(a, jobs, methods, prior):
     at every noise level asked for; --save and --save-volumes write the rows and the volumes."""
     jobs = {task: settings for task, settings in jobs.items() if a.task in (task, "all")}
     which = a.split + " volumes" if a.data == "real" else "held-out phantoms; MRI: the MNI152 brain"
-    print(f"data: {a.data} ({which}), noise: {' / '.join(a.noise)}, seed {a.seed}", flush=True)
+    print(f"data: {a.data} ({which}), noise: {' / '.join(a.noise)}, repeats (seeds) {a.seed}, "
+          + ("inverse crime (data by the reconstructing operator)" if a.fine == 1 or a.crime else
+             f"data simulated on a {a.fine}x finer grid"), flush=True)
     rows = [row for noise in a.noise for row in
             run_all(jobs, methods, size=a.size, n_volumes=a.volumes or 4, n_steps=a.steps[0] if a.steps else None,
-                    depth=a.depth, seed=a.seed, prior=prior, progress=False, device=a.device, source=a.data,
-                    split=a.split, noise=noise, keep=bool(a.save_volumes))]
+                    depth=a.depth, repeats=tuple(a.seed), fine=a.fine, crime=a.crime, prior=prior, progress=False,
+                    device=a.device, source=a.data, split=a.split, noise=noise, keep=bool(a.save_volumes))]
     print(table(rows, a.per_volume), flush=True)
     if a.save_volumes:
         save_volumes(rows, a.save_volumes)
