@@ -306,8 +306,9 @@ def run(task, settings, methods=TABLE_ROWS, protocol=None, *, prior=None, overri
     e.g. ``depth=8, repeats=(0, 1, 2)``; ``protocol_of``). Each row: task, setting, method (the
     label), volume, repeat, noise, per-axis psnr / ssim, flicker and dz_ratio (``metrics.along_z``),
     seconds, the kwargs used and NFE per slice (MRI: also the mask's effective acceleration on real
-    images, ``mri.effective_acceleration``, beside the nominal one in the setting's name). The data of a (volume, repeat) are made once
-    (``simulate.truth_and_data`` from the finer grid, then the noise drawn from a generator seeded
+    images, ``mri.effective_acceleration``, beside the nominal one in the setting's name). The
+    data of a (volume, repeat) are made once (``simulate.truth_and_data`` from the finer grid,
+    then the noise drawn from a generator seeded
     ``repeat + NOISE_SEED_OFFSET``) and every method sees them; the samplers are seeded with the
     repeat. ``overrides`` maps a label to keyword arguments that replace its ``PARAMS``;
     ``defaults=True`` runs every method with its own defaults (no PARAMS); ``keep=True`` also
