@@ -290,8 +290,9 @@ def poisson_noise(y, I0=1e5, pixel_mm=5.0, generator=None):
     Monochromatic beam, no electronic (readout) noise, no scatter, no beam hardening. By the
     delta method the result has mean ~ y + 1 / (2 lambda mu) and variance
     Var ~ 1 / (I0 exp(-p)) / mu^2: rays through more tissue (large p) reach the detector with
-    fewer photons, so their log is noisier. ``I0 = 1e5`` is a common normal dose in simulation
-    studies, ``1e4`` is often called low dose.
+    fewer photons, so their log is noisier. ``I0`` counts photons per ray, i.e. per detector bin of
+    one pixel's width: ``1e5`` on a 64 x 64 grid over 400 mm (6.25 mm bins and slices) is about
+    2,600 photons per mm^2, a low dose per unit area though the usual per-ray figure.
 
     Randomness: the counts are drawn with ``torch.poisson`` on the generator's device (default:
     ``y``'s) and moved to ``y``'s, so a seeded CPU generator gives the same noise whatever device

@@ -151,9 +151,10 @@ def test_set(task, size=64, n_volumes=4, seeds=None, depth=None, source="phantom
 
 
 # Measurement noise: "none", or "realistic", the one level every 3D experiment also runs at:
-# CT with I0 = 1e5 incident photons per ray (Poisson counts, then the log; a common normal-dose
-# level in simulation studies, where 1e4 is called low-dose), MRI with complex Gaussian noise at
-# 30 dB SNR (measured k-space RMS over noise RMS). A number instead is I0 (CT) or the SNR (MRI).
+# CT with I0 = 1e5 incident photons per ray (Poisson counts, then the log; the per-ray figure of
+# simulation studies, but our bins are a 64-pixel grid's, some 6 mm: per mm^2 a low dose), MRI
+# with complex Gaussian noise at 30 dB SNR (measured k-space RMS over noise RMS). A number
+# instead is I0 (CT) or the SNR (MRI).
 REALISTIC_NOISE = {"ct": 1e5, "mri": 30.0}
 
 
