@@ -222,17 +222,21 @@ def live_slider(fn, **ranges):
 def results_table(rows, caption):
     """Rows of ``experiments.run`` as an HTML table (a pandas Styler): one line per method (the
     mean over volumes, in the rows' order), PSNR and SSIM per axis with the best of each column in
-    bold, NFE per slice and seconds per volume; ``caption`` says what was run (data, steps, seed).
+    bold, the flicker ratio (lowest in bold) and dz ratio (``metrics.along_z``) where the rows have
+    them, NFE per slice and seconds per volume; ``caption`` says what was run (data, steps, seed).
     The command line keeps its plain-text ``experiments.table``."""
     import pandas as pd
 
     from .metrics import AXES
 
     records = [{"method": r["method"], **{f"{a} {m.upper()}": r[a][m] for a in AXES for m in ("psnr", "ssim")},
+                **({"flicker": r["flicker"], "dz ratio": r["dz_ratio"]} if "flicker" in r else {}),
                 "NFE / slice": r.get("nfe_per_slice", float("nan")), "s / volume": r["seconds"]} for r in rows]
     df = pd.DataFrame(records).groupby("method", sort=False).mean()
     scores = [c for c in df.columns if c.endswith(("PSNR", "SSIM"))]
-    return styled_table(df, caption, higher=scores, formats={"NFE / slice": "{:.0f}", "s / volume": "{:.0f}"})
+    lower = ["flicker"] if "flicker" in df.columns else []
+    formats = {"NFE / slice": "{:.0f}", "s / volume": "{:.0f}", "flicker": "{:.2f}", "dz ratio": "{:.2f}"}
+    return styled_table(df, caption, higher=scores, lower=lower, formats=formats)
 
 
 def styled_table(df, caption, higher=(), lower=(), within=None, formats=None):
