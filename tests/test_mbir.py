@@ -65,11 +65,15 @@ def test_admm_objective_decreases():
 
 
 def test_admm_tv_z_leaves_z_constant_solution_unchanged():
-    """If the truth is constant along z and A is injective per slice, TV-z costs nothing at the truth."""
+    """If the truth is constant along z and A is injective per slice, TV-z costs nothing at the truth.
+
+    A^T A of 20 views of an 8 x 8 slice is injective but ill-conditioned (condition number about
+    2e6), so each x-update takes 60 CG iterations to be accurate: the test is about ADMM's fixed
+    point, not about an inexact inner solve (with 30, the error depends on the slice's content)."""
     size = 8
     A = dm.ParallelBeamCT(size, dm.sparse_view_angles(20))
     x = dm.data.phantom(3, size, 1).double().expand(5, size, size).contiguous()
-    x_hat = dm.admm_tv(A(x), A, lam=1.0, rho=100.0, axes="z", n_iter=50, n_cg=30)
+    x_hat = dm.admm_tv(A(x), A, lam=1.0, rho=100.0, axes="z", n_iter=50, n_cg=60)
     assert float((x_hat - x).norm() / x.norm()) < 1e-3
 
 
