@@ -243,21 +243,21 @@ def run_row(label, y, A, prior, kw, seed=0, progress=False, device="cpu"):
 class Protocol:
     """How the numbers of a table are obtained: which volumes, which data, how many repeats.
 
-    size : the reconstruction grid (slices are size x size).
-    fine : the data are simulated on a grid ``fine`` times finer in-plane and along z
-        (``simulate``; the truth scored against is the fine volume's coarse average); 1: the
-        volumes on the reconstruction grid, data made by the reconstructing operator (the
-        protocol of the project's tables before it had this field).
-    crime : True keeps the truth of ``fine`` but makes the data with the reconstructing operator,
-        ``A(x)``: the inverse crime, differing from the default in the data alone (an ablation).
-    source, split, n_volumes, seeds : the volumes (``test_set``): phantoms (``seeds``: phantom
-        seeds, default the split's) or real volumes of ``data.REAL_SPLITS``.
-    depth : the central ``depth`` axial slices of each volume (None: all).
-    noise : "none", "realistic" or a level (``noise_level``).
-    repeats : the seeds of the samplers and of the measurement noise; every (volume, repeat) is
-        one paired sample, so methods are compared on the same data and noise.
-    n_steps : diffusion steps (None: each method's preset; DDS at most its preset's).
-    device : where the operators, the prior and the volumes live.
+    - ``size``: the reconstruction grid (slices are size x size).
+    - ``fine``: the data are simulated on a grid ``fine`` times finer in-plane and along z
+      (``simulate``; the truth scored against is the fine volume's coarse average); 1: the volumes
+      on the reconstruction grid and data made by the reconstructing operator (the protocol of
+      the project's tables before it had this field).
+    - ``crime``: True keeps the truth of ``fine`` but makes the data with the reconstructing
+      operator, ``A(x)``: the inverse crime, differing from the default in the data alone.
+    - ``source``, ``split``, ``n_volumes``, ``seeds``: the volumes (``test_set``): phantoms
+      (``seeds``: phantom seeds, default the split's) or real volumes of ``data.REAL_SPLITS``.
+    - ``depth``: the central ``depth`` axial slices of each volume (None: all).
+    - ``noise``: "none", "realistic" or a level (``noise_level``).
+    - ``repeats``: the seeds of the samplers and of the measurement noise; every (volume, repeat)
+      is one paired sample, so methods are compared on the same data and noise.
+    - ``n_steps``: diffusion steps (None: each method's preset; DDS at most its preset's).
+    - ``device``: where the operators, the prior and the volumes live.
     """
     size: int = 64
     fine: int = 2

@@ -91,9 +91,9 @@ def effective_acceleration(mask):
 
     The image is real, so its spectrum is Hermitian, X(-k) = conj(X(k)): a sample at k also gives
     the one at -k. The real-constrained normal operator (``CartesianMRI``'s, whose adjoint takes
-    the real part) has rank |mask | conj(mask)|, the samples together with their mirror images,
-    so the problem is undersampled by H W / |mask | mirror(mask)|, not by the nominal H W / |mask|
-    (tested against the rank of the explicit normal matrix)."""
+    the real part) has as its rank the number of points in the mask or its mirror image
+    (``conjugate_positions``), so the problem is undersampled by H W over that number, not by the
+    nominal H W over the number of samples (tested against the rank of the explicit normal matrix)."""
     mask = torch.as_tensor(mask).to(torch.bool)
     return mask.numel() / int((mask | conjugate_positions(mask)).sum())
 

@@ -145,10 +145,10 @@ class LinearOperator:
         return self
 
     def dot_test(self, shape=None, seed=0):
-        """The adjoint test: |<A x, y> - <x, A^T y>| / max(|<A x, y>|, |<x, A^T y>|) for random
-        x, y in float64 (complex y where A's output is complex; the real part of the inner
+        """The adjoint test: abs(<A x, y> - <x, A^T y>) / max(abs(<A x, y>), abs(<x, A^T y>)) for
+        random x, y in float64 (complex y where A's output is complex; the real part of the inner
         product, since images are real). An exact adjoint gives round-off (below 1e-12 for the
-        package's operators); c A^T gives |1 - c| / max(1, |c|). ``shape``: of x, default two
+        package's operators); c A^T gives abs(1 - c) / max(1, abs(c)). ``shape``: of x, default two
         slices (2, image_size, image_size)."""
         g = torch.Generator().manual_seed(seed)
         shape = (2, self.image_size, self.image_size) if shape is None else tuple(shape)

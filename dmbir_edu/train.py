@@ -233,7 +233,7 @@ class TrainingSettings:
 
     @property
     def validation_modality(self):
-        """Whose validation volumes the learning curve is measured on: "phantom", "ct" or "mr"."""
+        """The modality ("phantom", "ct" or "mr") whose validation volumes the learning curve is measured on."""
         return self.source if self.source in ("ct", "mr", "phantom") else self.modality
 
 

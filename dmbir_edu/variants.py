@@ -127,6 +127,8 @@ def diffusion_mbir_variant(y, A, prior, n_steps=DMBIR.n_steps, snr=DMBIR.snr, la
                            final_correction=None, iscs=None):
     """``sampling.diffusion_mbir`` with the ablations of the paper and its released code.
 
+    Parameters
+    ----------
     axes : TV directions, "z" (the method) or "xyz"; None or "" for no TV, which makes the
         whole-volume step per-slice data consistency (``sampling.slicewise``'s loop).
     boundary : of the difference operators, "neumann" or "periodic" (the released code's).
@@ -136,6 +138,7 @@ def diffusion_mbir_variant(y, A, prior, n_steps=DMBIR.n_steps, snr=DMBIR.snr, la
     final_correction : the Kaczmarz step at the end; default ``A.final_correction``.
     iscs : None, or the anchor spacing P of ISCS noise (``iscs_noise``) for x_N and every
         predictor and corrector step (chapter "Beyond TV along z").
+
     Other arguments as ``sampling.diffusion_mbir``.
     """
     y, ATy, sigmas, x, diffs, state, lam, rho = start(y, A, prior, DMBIR, lam, rho, axes, boundary, n_steps, iscs,
@@ -159,12 +162,15 @@ def dds_variant(y, A, prior, n_steps=DDS.n_steps, eta=DDS.eta, lam=None, rho=Non
                 iscs=None, prior_perp=None, plane="coronal", perp_every=2):
     """``sampling.dds`` with ablations and the successors of chapter "Beyond TV along z".
 
+    Parameters
+    ----------
     axes, boundary : as ``diffusion_mbir_variant`` (None: DDS without any coupling, per-slice
         data consistency).
     final_correction : True adds the DiffusionMBIR Kaczmarz step at the end (DDS has none).
     iscs : P, the anchor spacing of ISCS noise for x_N and every re-noise (``iscs_noise``).
     prior_perp : a second 2D prior on ``plane`` slices (TPDM-style): step i uses it instead of
         ``prior`` when i % perp_every == perp_every - 1 (2: alternate).
+
     A slab ``prior`` (``channels`` k > 1) denoises a partition of the volume into runs of k that
     shifts by one slice every step (``tweedie`` with offset i), so over the steps every slice is
     blended with both neighbours. Other arguments as ``sampling.dds``.
