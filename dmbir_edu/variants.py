@@ -25,20 +25,25 @@ from .operators import generator_device, randn_like, scaled_defaults
 from .planes import from_plane, to_plane
 from .sampling import DDS, DMBIR, check_problem, kaczmarz_correction, pc_step
 
-# The released DiffusionMBIR's CT constants (its sparse-view script; reference spec, section 1.8).
-RELEASED_LAM, RELEASED_RHO = 0.04, 10.0
+# The released DiffusionMBIR's CT constants (its sparse-view script; reference spec, section 1.8),
+# for its 256 x 256 slices.
+RELEASED_LAM, RELEASED_RHO, RELEASED_SIZE = 0.04, 10.0, 256
 
 
 def released_settings(A):
     """The settings of the released DiffusionMBIR code for CT, in this package's units: what "as
     released" means in any label. The corrector at sigma_i, a periodic D_z (last slice tied to the
-    first), one CG iteration, and lam = 0.04 / c, rho = 10 / c: the release's back-projector is
-    about c A^T with c = pi / (2 n_views), so its (lam, rho) act on our exact adjoint as
-    (lam / c, rho / c) (chapter 5 derives it). For ``diffusion_mbir_variant``; CT only."""
+    first), one CG iteration, and the release's lam = 0.04, rho = 10 converted twice: divided by
+    c = pi / (2 n_views), since its back-projector is about c A^T (chapter 5 derives it), and
+    multiplied by n / 256 for slices of n x n pixels instead of its 256 x 256, since line
+    integrals in pixel units, and with them ||A^T A||, grow with the image side (measured ratio
+    of ||A^T A|| between 256 and 64 pixels: 4.00 at 8, 4 and 2 views). For
+    ``diffusion_mbir_variant``; CT only."""
     if not hasattr(A, "n_angles"):
         raise ValueError(f"the release's constants are those of its CT code; no release setting for {type(A).__name__}")
-    c = math.pi / (2 * A.n_angles)
-    return dict(corrector_sigma="current", boundary="periodic", n_cg=1, lam=RELEASED_LAM / c, rho=RELEASED_RHO / c)
+    scale = A.image_size / RELEASED_SIZE / (math.pi / (2 * A.n_angles))
+    return dict(corrector_sigma="current", boundary="periodic", n_cg=1, lam=RELEASED_LAM * scale,
+                rho=RELEASED_RHO * scale)
 
 
 def iscs_noise(x, period, generator=None):

@@ -6,6 +6,9 @@ runs/evidence/ (one file per cell, skipped when it exists: rerun to resume).
     python scripts/evidence.py new      # the reported protocol, 100 steps (about 1 h on one core)
     python scripts/evidence.py old      # the old protocol, the same cells
     python scripts/evidence.py long     # 1000 steps, lung2, 8 views, the reported protocol
+    python scripts/evidence.py released # the dmbir_released rows again, into NAME@released.json files
+                                        # that replace those rows (the release's constants were first
+                                        # converted without the grid factor n / 256, and diverged)
     python scripts/evidence.py table    # the markdown tables of the closing note, from the files
 """
 import json
@@ -28,8 +31,8 @@ CELLS = {   # name -> (task, setting, source, n_volumes, rows)
 OLD = dict(fine=1, repeats=(0,))
 
 
-def run_cell(name, protocol, n_steps=None, methods=None):
-    path = OUT / f"{name}.json"
+def run_cell(name, protocol, n_steps=None, methods=None, suffix=""):
+    path = OUT / f"{name}{suffix}.json"
     if path.exists():
         return
     task, setting, source, n_volumes, rows = CELLS[name.split("@")[0]]
@@ -50,6 +53,9 @@ def table(names, reference=("admm_tv", "slicewise")):
         if not path.exists():
             continue
         rows = json.loads(path.read_text())
+        again = OUT / f"{name}@released.json"
+        if again.exists():                    # the release's rows made again (module docstring)
+            rows = [r for r in rows if r["method"] != "dmbir_released"] + json.loads(again.read_text())
         diffs = {ref: {m: tables.paired(rows, m, ref) for m in dict.fromkeys(r["method"] for r in rows)}
                  for ref in reference}
         for rec in tables.summary(rows):
@@ -75,6 +81,12 @@ def main(what):
     elif what == "long":
         run_cell("lung2_sv8@1000", REPORTED, n_steps=1000, methods=["admm_tv", "slicewise", "diffusionmbir",
                                                                       "dmbir_released"])
+    elif what == "released":
+        for name, (task, *_) in CELLS.items():
+            if task != "mri":
+                run_cell(name, REPORTED, methods=["dmbir_released"], suffix="@released")
+                run_cell(name + "@old", experiments.protocol_of(REPORTED, **OLD), methods=["dmbir_released"],
+                         suffix="@released")
     elif what == "table":
         print("## Reported protocol (finer-grid data, 3 repeats)\n")
         print(table(list(CELLS) + ["lung2_sv8@1000"]))

@@ -110,8 +110,8 @@ def test_protocol_changes_are_checked_and_seed_means_one_repeat():
 def test_the_released_settings_convert_the_release_constants():
     A = dm.ParallelBeamCT(16, dm.sparse_view_angles(8))
     s = variants.released_settings(A)
-    c = math.pi / 16
-    assert s["lam"] == pytest.approx(0.04 / c) and s["rho"] == pytest.approx(10 / c)
+    c, grid = math.pi / 16, 16 / 256
+    assert s["lam"] == pytest.approx(0.04 / c * grid) and s["rho"] == pytest.approx(10 / c * grid)
     assert (s["corrector_sigma"], s["boundary"], s["n_cg"]) == ("current", "periodic", 1)
     with pytest.raises(ValueError, match="CT"):
         variants.released_settings(dm.CartesianMRI(dm.uniform1d_mask(16, 4)))
