@@ -292,10 +292,18 @@ def protocol_of(protocol=None, **changes):
 
 
 def volumes(task, p):
-    """name -> the fine volume (``p.fine`` times the grid) that a protocol's data and truth come from."""
-    fine = test_set(task, p.size * p.fine, p.n_volumes, p.seeds, None if p.depth is None else p.depth * p.fine,
-                    p.source, p.split)
-    return {name: x[:len(x) // p.fine * p.fine].to(p.device) for name, x in fine.items()}   # whole groups of slices
+    """name -> the fine volume (``p.fine`` times the grid) that a protocol's data and truth come from,
+    on ``p.device``. Made once per process for each protocol's volumes (the chapters ask for the
+    same ones many times; generating a 128^3 phantom or resampling a scan takes seconds)."""
+    seeds = None if p.seeds is None else tuple(p.seeds)
+    fine = _fine_volumes(task, p.size, p.fine, p.n_volumes, seeds, p.depth, p.source, p.split)
+    return {name: x.to(p.device, copy=True) for name, x in fine.items()}     # a copy: the cache stays as made
+
+
+@functools.lru_cache(maxsize=16)
+def _fine_volumes(task, size, fine, n_volumes, seeds, depth, source, split):
+    vols = test_set(task, size * fine, n_volumes, seeds, None if depth is None else depth * fine, source, split)
+    return {name: x[:len(x) // fine * fine] for name, x in vols.items()}       # whole groups of thin slices
 
 
 def run(task, settings, methods=TABLE_ROWS, protocol=None, *, prior=None, overrides=None, keep=False, defaults=False,
