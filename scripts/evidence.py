@@ -70,6 +70,47 @@ def table(names, reference=("admm_tv", "slicewise")):
     return "\n".join(lines)
 
 
+def load(name):
+    """The rows of a cell file, with the dmbir_released rows of ``NAME@released.json`` if made."""
+    path = OUT / f"{name}.json"
+    if not path.exists():
+        return []
+    rows = json.loads(path.read_text())
+    again = OUT / f"{name}@released.json"
+    if again.exists():
+        rows = [r for r in rows if r["method"] != "dmbir_released"] + json.loads(again.read_text())
+    return rows
+
+
+def side_by_side(names):
+    """One markdown table per cell: the reported protocol beside the old one, and the verdicts
+    (through the tie band) that differ between them."""
+    out, flipped = [], []
+    for name in names:
+        new, old = load(name), load(name + "@old")
+        if not new:
+            continue
+        summ = {r["method"]: r for r in tables.summary(new)}
+        summ_old = {r["method"]: r for r in tables.summary(old)}
+        out += [f"\n**{name}**\n", "| method | PSNR, new | flicker | dz | vs ADMM-TV, new | vs slice-wise, new | "
+                "PSNR, old | vs ADMM-TV, old |", "|---|---|---|---|---|---|---|---|"]
+        for m, rec in summ.items():
+            cells = []
+            for rows, ref in ((new, "admm_tv"), (new, "slicewise")):
+                d = next(iter(tables.paired(rows, m, ref).values()), None) if m != ref else None
+                cells.append("" if d is None else f"{d[0]:+.2f} +- {d[1]:.2f} {tables.verdict(d[0], d[1])}")
+            o = summ_old.get(m)
+            d_old = next(iter(tables.paired(old, m, "admm_tv").values()), None) if o and m != "admm_tv" else None
+            old_cell = "" if d_old is None else f"{d_old[0]:+.2f} (n={d_old[2]})"
+            head = f"| {m} | {rec['psnr']:.2f} +- {rec['psnr_sd']:.2f} | {rec['flicker']:.2f} | {rec['dz_ratio']:.2f} |"
+            out.append(head + " " + " | ".join(cells) + (f" | {o['psnr']:.2f} | {old_cell} |" if o else " | | |"))
+            d = next(iter(tables.paired(new, m, "admm_tv").values()), None) if m != "admm_tv" else None
+            if d and d_old and (d[0] > 0) != (d_old[0] > 0):
+                flipped.append(f"{name}: {m} vs ADMM-TV {d_old[0]:+.2f} (old, one seed) -> "
+                               f"{d[0]:+.2f} +- {d[1]:.2f} (new)")
+    return "\n".join(out) + "\n\nSign of the margin over ADMM-TV flipped:\n" + "\n".join(f"- {f}" for f in flipped)
+
+
 def main(what):
     OUT.mkdir(parents=True, exist_ok=True)
     if what == "new":
@@ -87,6 +128,8 @@ def main(what):
                 run_cell(name, REPORTED, methods=["dmbir_released"], suffix="@released")
                 run_cell(name + "@old", experiments.protocol_of(REPORTED, **OLD), methods=["dmbir_released"],
                          suffix="@released")
+    elif what == "compare":
+        print(side_by_side(list(CELLS)))
     elif what == "table":
         print("## Reported protocol (finer-grid data, 3 repeats)\n")
         print(table(list(CELLS) + ["lung2_sv8@1000"]))
