@@ -192,12 +192,15 @@ def sweep_widget(images, labels=None, description="value"):
 
 
 def live_slider(fn, **ranges):
-    """Sliders that call ``fn`` again on every move (needs a running kernel).
+    """Sliders with a "Run" button that calls ``fn`` with their values (needs a running kernel).
 
     A thin wrapper over ``ipywidgets.interactive`` (the widget behind
-    ``ipywidgets.interact``), e.g. ``live_slider(show, lam=(0.0, 1.0, 0.05))``.
-    In the static online book the sliders move but nothing is recomputed:
-    use :func:`sweep_widget` there, and the Colab button to run this.
+    ``ipywidgets.interact``) in its manual mode, e.g. ``live_slider(show, lam=(0.0, 1.0, 0.05))``:
+    ``fn`` runs when the button is pressed, not when the cell runs, so a reconstruction of
+    several seconds runs once per choice, and a notebook executed without a frontend
+    (papermill, the book's build) does not run it inside an output widget, where executions
+    of long callbacks were seen to stall until the cell's timeout. In the static online book
+    nothing is recomputed: use :func:`sweep_widget` there, and the Colab button to run this.
 
     Parameters
     ----------
@@ -216,7 +219,7 @@ def live_slider(fn, **ranges):
 
     Explained in: chapter 02 (MBIR), for instructors running it live.
     """
-    return widgets.interactive(fn, **ranges)
+    return widgets.interactive(fn, {"manual": True, "manual_name": "Run"}, **ranges)
 
 
 def results_table(rows, caption):
