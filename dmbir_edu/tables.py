@@ -43,8 +43,10 @@ def save_volumes(rows, path):
 
 
 def volume_key(row):
-    """The key of a row's reconstruction in a ``save_volumes`` file."""
-    return "/".join(str(row[f]) for f in ("task", "setting", "noise", "method", "volume"))
+    """The key of a row's reconstruction in a ``save_volumes`` file: task/setting/noise/method/volume,
+    and ``/r{repeat}`` after it for repeats other than 0 (so files of one repeat keep their keys)."""
+    key = "/".join(str(row[f]) for f in ("task", "setting", "noise", "method", "volume"))
+    return key + (f"/r{row['repeat']}" if row.get("repeat", 0) else "")
 
 
 def load_volumes(path):
