@@ -279,6 +279,49 @@ class Protocol:
 # before a table of this protocol is run, on ``split="validation"``.
 REPORTED = Protocol(repeats=(0, 1, 2), depth=8)
 
+# The cells of the reported tables, each run under REPORTED (``run_cell``) and saved as
+# runs/evidence/NAME.json (``scripts/evidence.py``; read with ``tables.load_cell``). Sparse view on
+# the first two held-out phantoms and on the chest lung2 (prior ct64), with realistic noise too; a
+# 90 degree arc on the phantoms and on lung2; MRI on the head ch2 (prior mr64) and on the MNI152
+# template (phantom64, as the phantom tables). Fixed before any of them was run; "NAME@old" is the
+# same cell under OLD_PROTOCOL (the inverse crime, one repeat), for the comparison of the two.
+@dataclass(frozen=True)
+class Cell:
+    """One cell of the reported tables: ``task`` and ``setting``, the volumes (``source``:
+    "phantom" or "real", the first ``n_volumes`` test volumes of its split), the rows (labels of
+    ``ROWS``) and the noise level."""
+    task: str
+    setting: object
+    source: str
+    n_volumes: int
+    rows: tuple
+    noise: str = "none"
+
+
+CT_CELL_ROWS = ("fbp", "admm_tv", "slicewise", "slicewise_cg1", "diffusionmbir", "dmbir_released", "dds")
+MR_CELL_ROWS = ("adjoint", "admm_tv", "slicewise", "slicewise_cg1", "diffusionmbir", "dds")
+REPORTED_CELLS = {
+    **{f"phantom_sv{v}": Cell("sparse_view", v, "phantom", 2, CT_CELL_ROWS) for v in (8, 4, 2)},
+    **{f"lung2_sv{v}": Cell("sparse_view", v, "real", 1, CT_CELL_ROWS) for v in (8, 4, 2)},
+    "lung2_la90": Cell("limited_angle", 90.0, "real", 1, CT_CELL_ROWS),
+    **{f"mr_{m}": Cell("mri", m, "real", 1, MR_CELL_ROWS) for m in ("uniform1d-x4", "uniform1d-x8")},
+    # added after the cells above had run, before any of these did
+    "lung2_sv8_noisy": Cell("sparse_view", 8, "real", 1, CT_CELL_ROWS, "realistic"),
+    "phantom_la90": Cell("limited_angle", 90.0, "phantom", 2, CT_CELL_ROWS),
+    "mr_vd2d-x8": Cell("mri", "vd2d-x8", "real", 1, MR_CELL_ROWS),
+    **{f"mni_{m}": Cell("mri", m, "phantom", 1, MR_CELL_ROWS) for m in ("uniform1d-x4", "uniform1d-x8")},
+}
+OLD_PROTOCOL = dict(fine=1, repeats=(0,))
+
+
+def run_cell(name, protocol=REPORTED, n_steps=None, methods=None, **changes):
+    """The rows of one reported cell (``REPORTED_CELLS[name]``; a suffix "@..." names a variant
+    of the cell and is ignored here) under ``protocol`` changed by ``changes``; ``methods``
+    replaces the cell's rows, ``n_steps`` its step counts."""
+    c = REPORTED_CELLS[name.split("@")[0]]
+    return run(c.task, [c.setting], list(methods or c.rows), protocol, source=c.source, n_volumes=c.n_volumes,
+               noise=c.noise, n_steps=n_steps, progress=False, **changes)
+
 
 def protocol_of(protocol=None, **changes):
     """``protocol`` (default ``Protocol()``) with ``changes`` (field names of ``Protocol``;

@@ -5,6 +5,9 @@ A row is a dict as ``experiments.run`` returns it: task, setting, noise, method 
 volume, per-axis {"psnr", "ssim"}, seconds, kwargs, nfe_per_slice (and with ``keep=True`` the
 volumes x_hat and x).
 """
+import json
+import pathlib
+
 import torch
 
 from . import metrics
@@ -40,6 +43,21 @@ def save_volumes(rows, path):
         out["x"][r["volume"]] = r.pop("x").half()
         out["x_hat"][volume_key(r)] = r.pop("x_hat").half()
     torch.save(out, path)
+
+
+def load_cell(folder, name):
+    """The rows of a saved cell ``folder/name.json`` (``experiments.run_cell``), with the rows of
+    ``name@released.json`` in place of the cell's ``dmbir_released`` rows where that file exists
+    (runs/evidence: the release's rows made again after a conversion error); [] if not saved."""
+    folder = pathlib.Path(folder)
+    path = folder / f"{name}.json"
+    if not path.exists():
+        return []
+    rows = json.loads(path.read_text())
+    again = folder / f"{name}@released.json"
+    if again.exists():
+        rows = [r for r in rows if r["method"] != "dmbir_released"] + json.loads(again.read_text())
+    return rows
 
 
 def volume_key(row):
@@ -80,14 +98,15 @@ def cell_key(row):
 def summary(rows):
     """One record per (task, setting, noise, method): n samples (volumes x repeats), the mean and
     standard deviation over them of the PSNR averaged over the three planes, the mean per-plane
-    PSNR, the mean flicker ratio and dz ratio (``metrics.along_z``) and seconds."""
+    PSNR, the mean flicker ratio and dz ratio (``metrics.along_z``), seconds and (MRI) the
+    mask's effective acceleration."""
     out = []
     for key in dict.fromkeys(cell_key(r) + (r["method"],) for r in rows):
         group = [r for r in rows if cell_key(r) + (r["method"],) == key]
         mean, sd, n = _stats([mean_over_axes(r) for r in group])
         rec = dict(zip(("task", "setting", "noise", "method"), key), n=n, psnr=mean, psnr_sd=sd)
         rec |= {f"{a} psnr": sum(r[a]["psnr"] for r in group) / n for a in metrics.AXES}
-        for f in ("flicker", "dz_ratio", "seconds"):
+        for f in ("flicker", "dz_ratio", "seconds", "effective_acceleration"):
             if all(f in r for r in group):
                 rec[f] = sum(r[f] for r in group) / n
         out.append(rec)
@@ -116,3 +135,19 @@ def verdict(diff, se, band=TIE_BAND):
     if not se == se or abs(diff) <= band * se:          # se is nan with one pair
         return "ties"
     return "wins" if diff > 0 else "loses"
+
+
+def compared(rows, reference=("admm_tv", "slicewise")):
+    """``summary(rows)`` with, for each record and each method ``ref`` of ``reference`` that ran,
+    ``record["vs " + ref] = (difference, standard error, verdict)``: the paired difference of the
+    plane-averaged PSNR to ``ref`` in the same cell (``paired``) and its verdict through the tie
+    band (``verdict``); absent on ``ref``'s own record."""
+    out = []
+    for rec in summary(rows):
+        cell = (rec["task"], rec["setting"], rec["noise"])
+        for ref in reference:
+            d = paired(rows, rec["method"], ref).get(cell) if rec["method"] != ref else None
+            if d is not None:
+                rec[f"vs {ref}"] = (d[0], d[1], verdict(d[0], d[1]))
+        out.append(rec)
+    return out
