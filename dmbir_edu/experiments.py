@@ -316,11 +316,12 @@ OLD_PROTOCOL = dict(fine=1, repeats=(0,))
 
 def run_cell(name, protocol=REPORTED, n_steps=None, methods=None, **changes):
     """The rows of one reported cell (``REPORTED_CELLS[name]``; a suffix "@..." names a variant
-    of the cell and is ignored here) under ``protocol`` changed by ``changes``; ``methods``
-    replaces the cell's rows, ``n_steps`` its step counts."""
+    of the cell and is ignored here) under ``protocol``; ``methods`` replaces the cell's rows,
+    ``n_steps`` its step counts, and ``changes`` (fields of ``Protocol``) the cell's volumes, noise
+    or the protocol's other fields, e.g. ``depth=4`` for a quick check."""
     c = REPORTED_CELLS[name.split("@")[0]]
-    return run(c.task, [c.setting], list(methods or c.rows), protocol, source=c.source, n_volumes=c.n_volumes,
-               noise=c.noise, n_steps=n_steps, progress=False, **changes)
+    changes = dict(source=c.source, n_volumes=c.n_volumes, noise=c.noise, n_steps=n_steps) | changes
+    return run(c.task, [c.setting], list(methods or c.rows), protocol, progress=False, **changes)
 
 
 def protocol_of(protocol=None, **changes):
