@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from . import bench, metrics
+from . import bench, metrics, tables
 
 
 def show_source(*functions):
@@ -90,7 +90,7 @@ def of_cases(k, n):
 
 
 def real_ct_verdict(rows, ct_prior, phantom_prior, ct_card, noise_free, heading, phantom, adds="adds to the data",
-                    names=None, setting=None, diffusion=("dds", "diffusionmbir")):
+                    names=None, setting=None, diffusion=("dds", "diffusionmbir"), reported=None):
     """The paragraph (Markdown) that sums up a chapter's runs on the real CT test volume(s).
 
     ``rows``: rows of ``experiments.run`` on real volumes, each with a ``"prior"`` key (the name of
@@ -108,6 +108,10 @@ def real_ct_verdict(rows, ct_prior, phantom_prior, ct_card, noise_free, heading,
     for sparse views, "puts into the missing wedge" for a limited angle), ``names`` (method ->
     the name the text gives it; default: the method's own) and ``setting`` (how a case names its
     setting before its noise, e.g. "{} views"; None: not at all, the heading names it).
+
+    ``rows`` are one run (one seed): their margins carry no error bar. ``reported``: the rows of
+    the same cell under the reported protocol (``tables.load_cell``, three repeats), whose paired
+    differences and tie-band verdicts (``tables.compared``) close the paragraph as the verdict.
     """
     psnr = psnr_by_case(rows)
     name = (names or {}).get
@@ -164,10 +168,29 @@ def real_ct_verdict(rows, ct_prior, phantom_prior, ct_card, noise_free, heading,
         lesson = f"Fine-tuning on the slices of {train} paid off in some cases and not in others: {caveat}."
     cost = ", ".join(f"{round(d, 2) + 0.0:.2f} dB for {name(row[1], row[1])}"      # + 0.0: no "-0.00"
                      + ("" if row[0] == "none" else f" ({row[0]})") for row, d in lost.items())
-    return (f"{heading}:\n\n" + "\n".join(lines)
+    return (f"{heading} (one run, one seed: no margin below carries an error bar):\n\n" + "\n".join(lines)
             + f"\n\n**In short: {prior_verdict}; {tv_verdict}.** The realistic noise ($I_0 = 10^5$) lowers the PSNR, "
             f"on average, by {cost}. {phantom}. `{ph}` was trained only on procedural phantoms: what it {adds} is what "
-            f"it learnt about their slices, not about a chest. " + lesson)
+            f"it learnt about their slices, not about a chest. " + lesson + reported_verdict(reported, names))
+
+
+def reported_verdict(reported, names=None):
+    """The verdict sentence of a reported cell's rows (``tables.load_cell``): each method's paired
+    difference to 3D ADMM-TV, its standard error and its verdict through the tie band; "" if None."""
+    if not reported:
+        return ""
+    name = (names or {}).get
+    recs = [r for r in tables.compared(reported, ("admm_tv",)) if "vs admm_tv" in r]
+    first = reported[0]
+    words = {"wins": "beats", "loses": "loses to", "ties": "ties with"}
+    noises = list(dict.fromkeys(r["noise"] for r in recs))
+    said = "; ".join((f"{noise}: " if len(noises) > 1 else "") + ", ".join(
+        f"{name(r['method'], r['method'])} {words[r['vs admm_tv'][2]]} it ({r['vs admm_tv'][0]:+.2f} ± "
+        f"{r['vs admm_tv'][1]:.2f} dB)" for r in recs if r["noise"] == noise) for noise in noises)
+    n = recs[0]["n"] if recs else 0
+    return (f"\n\n**The verdict, under the reported protocol** (appendix \"Results\": the same cell, {first['volume']}, "
+            f"data from a {first.get('fine', 1)}x finer grid, {n} seeds, the paired difference to 3D ADMM-TV ± its standard "
+            f"error, a win or a loss only outside two standard errors): {said}.")
 
 
 def prior_card(prior):

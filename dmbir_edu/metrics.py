@@ -52,8 +52,9 @@ def _dz(t):
 
 def flicker_ratio(x_hat, x_true):
     """||D_z e|| / ||e|| for the error e = x_hat - x_true of a (D, H, W) volume (D_z: differences of
-    neighbouring axial slices, no wrap-around): 0 for an error every slice shares, about sqrt(2)
-    for errors independent from slice to slice. The metric of the book's thesis: TV along z
+    neighbouring axial slices, no wrap-around): 0 for an error every slice shares, about
+    sqrt(2 (D - 1) / D) for errors independent from slice to slice (1.32 for 8 slices, sqrt(2)
+    for many). The metric of the book's thesis: TV along z
     should lower it."""
     e = (torch.as_tensor(x_hat, dtype=torch.float64) - torch.as_tensor(x_true, dtype=torch.float64))
     return float(_dz(e).norm() / e.norm().clamp_min(1e-12))

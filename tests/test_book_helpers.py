@@ -63,7 +63,7 @@ def test_real_ct_verdict_on_hand_made_rows():
                                 setting="{} views")
     head, short = text.split("\n\n**In short: ")
     assert head == (
-        "3 steps, 4 slices:\n\n"
+        "3 steps, 4 slices (one run, one seed: no margin below carries an error bar):\n\n"
         "- On **lung2** (8 views, noise-free): with `ct64`, DDS is 1.0 dB above TV and 3.0 dB above SW (ct64); "
         "DMBIR is 0.0 dB below TV and 2.0 dB above SW (ct64); with `phantom64`, DDS is 1.0 dB below TV; "
         "DMBIR is 0.2 dB above TV; `ct64` minus `phantom64`: DDS +2.0 dB, DMBIR -0.2 dB.\n"

@@ -1,12 +1,13 @@
 """The evidence protocol: data without the inverse crime, the effective MRI acceleration, the
 along-z metrics, repeats with paired differences and a tie band, and the release's settings."""
+import json
 import math
 
 import pytest
 import torch
 
 import dmbir_edu as dm
-from dmbir_edu import experiments, metrics, mri, simulate, tables, variants
+from dmbir_edu import book, experiments, metrics, mri, simulate, tables, variants
 
 
 def gaussian_blob(n, s, depth=2):
@@ -124,3 +125,53 @@ def test_a_run_reports_repeats_along_z_metrics_and_the_fair_baseline():
                                                           ("admm_tv", 1), ("slicewise_cg1", 1)]
     assert all({"flicker", "dz_ratio"} <= set(r) for r in rows) and rows[1]["kwargs"]["n_cg"] == 1
     assert rows[0]["fine"] == 2 and rows[0]["axial"]["psnr"] == rows[2]["axial"]["psnr"]   # ADMM-TV: no seed
+
+
+def test_flicker_of_independent_errors_on_few_slices_is_sqrt_2_d_minus_1_over_d():
+    e = torch.randn(8, 64, 64, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    assert metrics.flicker_ratio(e, torch.zeros_like(e)) == pytest.approx(math.sqrt(2 * 7 / 8), rel=0.02)
+
+
+def hand_cell(tmp_path, name="c"):
+    """Rows of a saved cell: a beats b by 1 dB on every repeat but one (an error bar), c ties with b."""
+    rows = [dict(task="t", setting=1, noise="none", volume="v", repeat=k, method=m, flicker=0.5, dz_ratio=1.0,
+                 seconds=1.0, **{a: {"psnr": base + (0.2 if (m, k) == ("a", 0) else 0.0) + k * 0.1}
+                                 for a in metrics.AXES})
+            for k in range(3) for m, base in (("admm_tv", 20.0), ("a", 21.0), ("c", 20.0), ("dmbir_released", 5.0))]
+    (tmp_path / f"{name}.json").write_text(json.dumps(rows))
+    again = [r | {"axial": {"psnr": 30.0}, "coronal": {"psnr": 30.0}, "sagittal": {"psnr": 30.0}}
+             for r in rows if r["method"] == "dmbir_released"]
+    (tmp_path / f"{name}@released.json").write_text(json.dumps(again))
+    return rows
+
+
+def test_a_saved_cell_loads_with_its_remade_rows_and_compares_through_the_tie_band(tmp_path):
+    hand_cell(tmp_path)
+    rows = tables.load_cell(tmp_path, "c")
+    assert len(rows) == 12 and tables.load_cell(tmp_path, "missing") == []
+    recs = {r["method"]: r for r in tables.compared(rows, ("admm_tv",))}
+    assert "vs admm_tv" not in recs["admm_tv"] and recs["a"]["n"] == 3
+    assert recs["a"]["vs admm_tv"][2] == "wins" and recs["c"]["vs admm_tv"] == (0.0, 0.0, "ties")
+    assert recs["dmbir_released"]["psnr"] == pytest.approx(30.0)        # the remade rows replaced the saved ones
+    text = book.reported_verdict(rows, {"a": "Method A"})
+    assert "Method A beats it (+1.07 ± 0.07 dB)" in text and "c ties with it (+0.00 ± 0.00 dB)" in text
+    assert book.reported_verdict(None) == ""
+
+
+def test_every_repeat_keeps_its_saved_volume(tmp_path):
+    rows = [dict(task="t", setting=1, noise="none", method="m", volume="v", repeat=k, x=torch.zeros(2, 2, 2),
+                 x_hat=torch.full((2, 2, 2), float(k))) for k in range(3)]
+    keys = [tables.volume_key(r) for r in rows]
+    tables.save_volumes(rows, tmp_path / "v.pt")
+    _, x_hat = tables.load_volumes(tmp_path / "v.pt")
+    assert keys[0] == "t/1/none/m/v" and keys[2] == "t/1/none/m/v/r2"
+    assert [float(x_hat[k][0, 0, 0]) for k in keys] == [0.0, 1.0, 2.0]
+
+
+def test_the_reported_cells_name_known_rows_and_run_with_changes():
+    for name, cell in experiments.REPORTED_CELLS.items():
+        assert set(cell.rows) <= set(experiments.ROWS), name
+        assert cell.source in ("phantom", "real") and cell.noise in ("none", "realistic")
+    rows = experiments.run_cell("phantom_sv8@old", experiments.protocol_of(experiments.REPORTED, **experiments.OLD_PROTOCOL),
+                                methods=["fbp"], size=16, depth=8, n_volumes=1)
+    assert [(r["method"], r["setting"], r["fine"], r["repeat"]) for r in rows] == [("fbp", 8, 1, 0)]
