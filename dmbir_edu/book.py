@@ -188,9 +188,9 @@ def reported_verdict(reported, names=None):
         f"{name(r['method'], r['method'])} {words[r['vs admm_tv'][2]]} it ({r['vs admm_tv'][0]:+.2f} ± "
         f"{r['vs admm_tv'][1]:.2f} dB)" for r in recs if r["noise"] == noise) for noise in noises)
     n = recs[0]["n"] if recs else 0
-    return (f"\n\n**The verdict, under the reported protocol** (appendix \"Results\": the same cell, {first['volume']}, "
-            f"data from a {first.get('fine', 1)}x finer grid, {n} seeds, the paired difference to 3D ADMM-TV ± its standard "
-            f"error, a win or a loss only outside two standard errors): {said}.")
+    return (f"\n\n**The verdict, under the reported protocol** (appendix \"Results\": the same cell, "
+            f"{first['volume']}, data from a {first.get('fine', 1)}x finer grid, {n} seeds, the paired difference "
+            f"to 3D ADMM-TV ± its standard error, a win or a loss only outside two standard errors): {said}.")
 
 
 def prior_card(prior):

@@ -172,6 +172,6 @@ def test_the_reported_cells_name_known_rows_and_run_with_changes():
     for name, cell in experiments.REPORTED_CELLS.items():
         assert set(cell.rows) <= set(experiments.ROWS), name
         assert cell.source in ("phantom", "real") and cell.noise in ("none", "realistic")
-    rows = experiments.run_cell("phantom_sv8@old", experiments.protocol_of(experiments.REPORTED, **experiments.OLD_PROTOCOL),
-                                methods=["fbp"], size=16, depth=8, n_volumes=1)
+    old = experiments.protocol_of(experiments.REPORTED, **experiments.OLD_PROTOCOL)
+    rows = experiments.run_cell("phantom_sv8@old", old, methods=["fbp"], size=16, depth=8, n_volumes=1)
     assert [(r["method"], r["setting"], r["fine"], r["repeat"]) for r in rows] == [("fbp", 8, 1, 0)]
