@@ -174,23 +174,26 @@ def real_ct_verdict(rows, ct_prior, phantom_prior, ct_card, noise_free, heading,
             f"it learnt about their slices, not about a chest. " + lesson + reported_verdict(reported, names))
 
 
-def reported_verdict(reported, names=None):
-    """The verdict sentence of a reported cell's rows (``tables.load_cell``): each method's paired
-    difference to 3D ADMM-TV, its standard error and its verdict through the tie band; "" if None."""
+def reported_verdict(reported, names=None, reference="admm_tv"):
+    """The verdict sentence of a reported cell's rows (``tables.load_cell``; several cells may be
+    joined): each method's paired difference to ``reference`` (default 3D ADMM-TV), its standard
+    error and its verdict through the tie band, cell by cell; "" if ``reported`` is empty or None."""
     if not reported:
         return ""
-    name = (names or {}).get
-    recs = [r for r in tables.compared(reported, ("admm_tv",)) if "vs admm_tv" in r]
-    first = reported[0]
+    name = ({"admm_tv": "3D ADMM-TV"} | (names or {})).get
+    recs = [r for r in tables.compared(reported, (reference,)) if f"vs {reference}" in r]
+    cells = list(dict.fromkeys((r["setting"], r["noise"]) for r in recs))
     words = {"wins": "beats", "loses": "loses to", "ties": "ties with"}
-    noises = list(dict.fromkeys(r["noise"] for r in recs))
-    said = "; ".join((f"{noise}: " if len(noises) > 1 else "") + ", ".join(
-        f"{name(r['method'], r['method'])} {words[r['vs admm_tv'][2]]} it ({r['vs admm_tv'][0]:+.2f} ± "
-        f"{r['vs admm_tv'][1]:.2f} dB)" for r in recs if r["noise"] == noise) for noise in noises)
-    n = recs[0]["n"] if recs else 0
-    return (f"\n\n**The verdict, under the reported protocol** (appendix \"Results\": the same cell, "
-            f"{first['volume']}, data from a {first.get('fine', 1)}x finer grid, {n} seeds, the paired difference "
-            f"to 3D ADMM-TV ± its standard error, a win or a loss only outside two standard errors): {said}.")
+    said = "; ".join((f"{setting}, {noise}: " if len(cells) > 1 else "") + ", ".join(
+        f"{name(r['method'], r['method'])} {words[r['vs ' + reference][2]]} it ({r['vs ' + reference][0]:+.2f} ± "
+        f"{r['vs ' + reference][1]:.2f} dB)" for r in recs if (r["setting"], r["noise"]) == (setting, noise))
+        for setting, noise in cells)
+    volumes = ", ".join(dict.fromkeys(r["volume"] for r in reported))
+    n = sorted({r["n"] for r in recs})
+    return (f"\n\n**The verdict, under the reported protocol** (appendix \"Results\": {volumes}, data from a "
+            f"{reported[0].get('fine', 1)}x finer grid, {'/'.join(map(str, n))} samples (volumes x seeds) per "
+            f"method, the paired difference to {name(reference, reference)} ± its standard error, a win or a loss "
+            f"only outside two standard errors): {said}.")
 
 
 def prior_card(prior):
