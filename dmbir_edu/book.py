@@ -157,10 +157,13 @@ def real_ct_verdict(rows, ct_prior, phantom_prior, ct_card, noise_free, heading,
     train = ", ".join(ct_card["train_volumes"])
     few = "one patient" if len(ct_card["train_volumes"]) == 1 else f"{len(ct_card['train_volumes'])} patients"
     caveat = (f"a training set of {few} ({ct_card['images_seen']:,} images seen) is small, and the samplers' settings "
-              f"were chosen for `{ph}` on phantoms and only checked for `{ct}` on the head-CT validation volume")
+              f"were chosen for `{ph}` on phantoms and checked for `{ct}` on its validation volume "
+              f"({', '.join(ct_card['validation_volumes'])})")
     if ct_better == len(pairs):
         lesson = (f"The prior is the only difference between the paired rows, so training on real slices is what "
-                  f"helped here: `{ct}` has seen the slices of {train}, another patient, and what it {adds} is "
+                  f"helped here: `{ct}` has seen the slices of {train}, "
+                  f"{'another patient' if len(ct_card['train_volumes']) == 1 else 'other patients'}, and what "
+                  f"it {adds} is "
                   f"closer to this scan than what `{ph}` learnt from phantoms; still, {caveat}.")
     elif ct_better == 0:
         lesson = f"Fine-tuning on the slices of {train} did not pay off here: {caveat}."

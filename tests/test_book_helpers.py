@@ -53,7 +53,7 @@ def test_of_cases_wording(k, n, words):
     assert book.of_cases(k, n) == words
 
 
-CARD = {"train_volumes": ["lung1"], "images_seen": 12345}
+CARD = {"train_volumes": ["lung1"], "images_seen": 12345, "validation_volumes": ["aorta"]}
 
 
 def test_real_ct_verdict_on_hand_made_rows():
@@ -82,7 +82,7 @@ def test_real_ct_verdict_on_hand_made_rows():
         "nothing. `phantom64` was trained only on procedural phantoms: what it adds to the data is what it learnt "
         "about their slices, not about a chest. Fine-tuning on the slices of lung1 paid off in some cases and not "
         "in others: a training set of one patient (12,345 images seen) is small, and the samplers' settings were "
-        "chosen for `phantom64` on phantoms and only checked for `ct64` on the head-CT validation volume.")
+        "chosen for `phantom64` on phantoms and checked for `ct64` on its validation volume (aorta).")
 
 
 def test_real_ct_verdict_without_names_or_setting_and_a_ct_prior_that_always_wins():
@@ -101,10 +101,10 @@ def test_real_ct_verdict_without_names_or_setting_and_a_ct_prior_that_always_win
     assert text.endswith(
         "P. `phantom64` was trained only on procedural phantoms: what it puts into the missing wedge is what it learnt "
         "about their slices, not about a chest. The prior is the only difference between the paired rows, so "
-        "training on real slices is what helped here: `ct64` has seen the slices of lung1, lung3, another patient, "
+        "training on real slices is what helped here: `ct64` has seen the slices of lung1, lung3, other patients, "
         "and what it puts into the missing wedge is closer to this scan than what `phantom64` learnt from phantoms; "
         "still, a training set of 2 patients (12,345 images seen) is small, and the samplers' settings were chosen "
-        "for `phantom64` on phantoms and only checked for `ct64` on the head-CT validation volume.")
+        "for `phantom64` on phantoms and checked for `ct64` on its validation volume (aorta).")
 
 
 def test_show_source_displays_the_functions_source(monkeypatch):
