@@ -131,7 +131,7 @@ def operator(task, setting, size=64, device="cpu"):
     raise ValueError(f"unknown task {task!r}; choose one of {tuple(JOBS)}")
 
 
-def test_set(task, size=64, n_volumes=4, seeds=None, depth=None, source="phantom", split="test"):
+def test_set(task, size=64, n_volumes=4, seeds=None, depth=None, source="phantom", split="test", names=None):
     """Held-out volumes, a dict name -> (D, size, size) tensor.
 
     ``source="phantom"``: by default (``seeds=None``) the test set, i.e. the phantoms of
@@ -140,13 +140,20 @@ def test_set(task, size=64, n_volumes=4, seeds=None, depth=None, source="phantom
     of those seeds for every task: there is only one brain, so MRI is validated on phantoms.
     ``source="real"``: the real volumes of ``data.REAL_SPLITS[modality][split]`` (``split``:
     "test" or "validation"), CT for the CT tasks and MR heads for MRI, with their own number of
-    slices (near-isotropic voxels). ``depth`` keeps only the central ``depth`` axial slices (same
-    slice spacing; for quick runs)."""
+    slices (near-isotropic voxels); ``names`` picks these volumes of the split instead of its first
+    ``n_volumes`` (e.g. ``("abdomen",)``: the CT prior on anatomy it never saw). ``depth`` keeps only
+    the central ``depth`` axial slices (same slice spacing; for quick runs)."""
     if source == "real":
-        names = data.real_names("mr" if task == "mri" else "ct", split)[:n_volumes]   # those this machine has
+        split_names = data.real_names("mr" if task == "mri" else "ct", split)     # those this machine has
+        if names is not None and not set(names) <= set(data.REAL_SPLITS["mr" if task == "mri" else "ct"][split]):
+            raise ValueError(f"names {list(names)} are not all {split} volumes of this task: "
+                             f"{list(data.REAL_SPLITS['mr' if task == 'mri' else 'ct'][split])}")
+        names = [n for n in split_names if n in names] if names is not None else split_names[:n_volumes]
         vols = {name: data.real_volume(name, size) for name in names}
     elif source != "phantom":
         raise ValueError(f"unknown data source {source!r}; choose 'phantom' or 'real'")
+    elif names is not None:
+        raise ValueError("names picks real volumes (source='real'); phantoms are picked by seeds")
     elif task == "mri" and seeds is None:
         vols = {"brain": data.brain(size)}
     else:
@@ -256,8 +263,9 @@ class Protocol:
       the project's tables before it had this field).
     - ``crime``: True keeps the truth of ``fine`` but makes the data with the reconstructing
       operator, ``A(x)``: the inverse crime, differing from the default in the data alone.
-    - ``source``, ``split``, ``n_volumes``, ``seeds``: the volumes (``test_set``): phantoms
-      (``seeds``: phantom seeds, default the split's) or real volumes of ``data.REAL_SPLITS``.
+    - ``source``, ``split``, ``n_volumes``, ``seeds``, ``names``: the volumes (``test_set``):
+      phantoms (``seeds``: phantom seeds, default the split's) or real volumes of
+      ``data.REAL_SPLITS`` (``names``: these volumes of the split, default its first ``n_volumes``).
     - ``depth``: the central ``depth`` axial slices of each volume (None: all).
     - ``noise``: "none", "realistic" or a level (``noise_level``).
     - ``repeats``: the seeds of the samplers and of the measurement noise; every (volume, repeat)
@@ -272,6 +280,7 @@ class Protocol:
     split: str = "test"
     n_volumes: int = 4
     seeds: tuple = None
+    names: tuple = None
     depth: int = None
     noise: str = "none"
     repeats: tuple = (0,)
@@ -294,14 +303,15 @@ REPORTED = Protocol(repeats=(0, 1, 2), depth=8)
 @dataclass(frozen=True)
 class Cell:
     """One cell of the reported tables: ``task`` and ``setting``, the volumes (``source``:
-    "phantom" or "real", the first ``n_volumes`` test volumes of its split), the rows (labels of
-    ``ROWS``) and the noise level."""
+    "phantom" or "real", the first ``n_volumes`` test volumes of its split, or the test volumes
+    ``names``), the rows (labels of ``ROWS``) and the noise level."""
     task: str
     setting: object
     source: str
     n_volumes: int
     rows: tuple
     noise: str = "none"
+    names: tuple = None
 
 
 CT_CELL_ROWS = ("fbp", "admm_tv", "slicewise", "slicewise_cg1", "diffusionmbir", "dmbir_released", "dds")
@@ -316,6 +326,10 @@ REPORTED_CELLS = {
     "phantom_la90": Cell("limited_angle", 90.0, "phantom", 2, CT_CELL_ROWS),
     "mr_vd2d-x8": Cell("mri", "vd2d-x8", "real", 1, MR_CELL_ROWS),
     **{f"mni_{m}": Cell("mri", m, "phantom", 1, MR_CELL_ROWS) for m in ("uniform1d-x4", "uniform1d-x8")},
+    # generalization the other way round (issue "Priors that beat TV on real anatomy"), added before
+    # they ran: the chest prior ct64 on the abdomen, the MR prior mr64 on the MNI152 template
+    "abdomen_sv8": Cell("sparse_view", 8, "real", 1, CT_CELL_ROWS, names=("abdomen",)),
+    "mni_mr64_uniform1d-x4": Cell("mri", "uniform1d-x4", "real", 1, MR_CELL_ROWS, names=("mni152",)),
 }
 OLD_PROTOCOL = dict(fine=1, repeats=(0,))
 
@@ -326,7 +340,7 @@ def run_cell(name, protocol=REPORTED, n_steps=None, methods=None, **changes):
     ``n_steps`` its step counts, and ``changes`` (fields of ``Protocol``) the cell's volumes, noise
     or the protocol's other fields, e.g. ``depth=4`` for a quick check."""
     c = REPORTED_CELLS[name.split("@")[0]]
-    changes = dict(source=c.source, n_volumes=c.n_volumes, noise=c.noise, n_steps=n_steps) | changes
+    changes = dict(source=c.source, n_volumes=c.n_volumes, names=c.names, noise=c.noise, n_steps=n_steps) | changes
     return run(c.task, [c.setting], list(methods or c.rows), protocol, progress=False, **changes)
 
 
@@ -346,13 +360,14 @@ def volumes(task, p):
     on ``p.device``. Made once per process for each protocol's volumes (the chapters ask for the
     same ones many times; generating a 128^3 phantom or resampling a scan takes seconds)."""
     seeds = None if p.seeds is None else tuple(p.seeds)
-    fine = _fine_volumes(task, p.size, p.fine, p.n_volumes, seeds, p.depth, p.source, p.split)
+    names = None if p.names is None else tuple(p.names)
+    fine = _fine_volumes(task, p.size, p.fine, p.n_volumes, seeds, p.depth, p.source, p.split, names)
     return {name: x.to(p.device, copy=True) for name, x in fine.items()}     # a copy: the cache stays as made
 
 
 @functools.lru_cache(maxsize=16)
-def _fine_volumes(task, size, fine, n_volumes, seeds, depth, source, split):
-    vols = test_set(task, size * fine, n_volumes, seeds, None if depth is None else depth * fine, source, split)
+def _fine_volumes(task, size, fine, n_volumes, seeds, depth, source, split, names):
+    vols = test_set(task, size * fine, n_volumes, seeds, None if depth is None else depth * fine, source, split, names)
     return {name: x[:len(x) // fine * fine] for name, x in vols.items()}       # whole groups of thin slices
 
 

@@ -113,6 +113,17 @@ def test_real_test_and_validation_volumes_are_the_named_splits():
         experiments.test_set("sparse_view", 16, source="atlas")
 
 
+def test_named_real_volumes_pick_those_of_the_split_only():
+    assert list(experiments.test_set("sparse_view", 16, source="real", names=("abdomen",))) == ["abdomen"]
+    assert list(experiments.test_set("mri", 16, source="real", names=("mni152",), depth=2)) == ["mni152"]
+    with pytest.raises(ValueError, match="not all test volumes"):
+        experiments.test_set("sparse_view", 16, source="real", names=("lung1",))      # a training volume
+    with pytest.raises(ValueError, match="seeds"):
+        experiments.test_set("sparse_view", 16, names=("abdomen",))                   # phantoms: by seed
+    rows = experiments.run_cell("abdomen_sv8", experiments.REPORTED, methods=["fbp"], size=16, depth=8)
+    assert {r["volume"] for r in rows} == {"abdomen"} and len(rows) == len(experiments.REPORTED.repeats)
+
+
 def test_rows_carry_their_noise_level_and_noise_changes_only_the_noisy_rows():
     common = dict(methods=["fbp"], size=16, n_volumes=1, depth=4, progress=False, source="real")
     clean = experiments.run("sparse_view", [8], noise="none", **common)
