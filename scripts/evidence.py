@@ -6,11 +6,15 @@ runs/evidence/ (one file per cell, skipped when it exists: rerun to resume). The
 "Results" reads these files.
 
     python scripts/evidence.py new      # the reported protocol, 100 steps (about 1 h on one core)
+    python scripts/evidence.py new abdomen_sv8   # only the cells named (new or old)
     python scripts/evidence.py old      # the old protocol, the same cells
     python scripts/evidence.py long     # 1000 steps, lung2, 8 views, the reported protocol
     python scripts/evidence.py released # the dmbir_released rows again, into NAME@released.json files
                                         # that replace those rows (the release's constants were first
                                         # converted without the grid factor n / 256, and diverged)
+    python scripts/evidence.py before   # lung2, 90 degrees, the coupled samplers at their CG budgets before
+                                        # the limited-angle fix (DiffusionMBIR 1, DDS 5): the "before" of
+                                        # lung2_la90, same prior, data and seeds
     python scripts/evidence.py compare  # each cell, new beside old, and the verdicts that flipped
     python scripts/evidence.py table    # the markdown tables of the closing note, from the files
 """
@@ -78,18 +82,30 @@ def side_by_side(names):
     return "\n".join(out) + "\n\nSign of the margin over ADMM-TV flipped:\n" + "\n".join(f"- {f}" for f in flipped)
 
 
-def main(what):
+def main(what, names=()):
     OUT.mkdir(parents=True, exist_ok=True)
     old = experiments.protocol_of(REPORTED, **OLD_PROTOCOL)
+    unknown = set(names) - set(REPORTED_CELLS)
+    if unknown:
+        raise SystemExit(f"unknown cell(s) {sorted(unknown)}; cells: {list(REPORTED_CELLS)}")
     if what == "new":
-        for name in REPORTED_CELLS:
+        for name in names or REPORTED_CELLS:
             run_cell(name, REPORTED)
     elif what == "old":
-        for name in REPORTED_CELLS:
+        for name in names or REPORTED_CELLS:
             run_cell(name + "@old", old)
     elif what == "long":
         run_cell("lung2_sv8@1000", REPORTED, n_steps=1000, methods=["admm_tv", "slicewise", "diffusionmbir",
                                                                       "dmbir_released"])
+    elif what == "before":
+        path = OUT / "lung2_la90@cg_before.json"
+        if not path.exists():
+            c = REPORTED_CELLS["lung2_la90"]
+            rows = experiments.run(c.task, [c.setting], ["admm_tv", "diffusionmbir", "dds"], REPORTED, source=c.source,
+                                   n_volumes=c.n_volumes, progress=False,
+                                   overrides={"diffusionmbir": dict(n_cg=1), "dds": dict(n_cg=5)})
+            path.write_text(json.dumps(rows, indent=1, default=str))
+        print(table(["lung2_la90@cg_before", "lung2_la90"]))
     elif what == "released":
         for name, cell in REPORTED_CELLS.items():
             if cell.task != "mri":
@@ -107,4 +123,4 @@ def main(what):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "")
+    main(sys.argv[1] if len(sys.argv) > 1 else "", sys.argv[2:])
