@@ -8,7 +8,8 @@ off the rows of ``experiments.run``: ``psnr_by_case``, ``gap``, ``versus``, ``of
 ``real_ct_verdict``, the paragraph on the real CT volume that closes chapters "DiffusionMBIR for
 sparse-view CT" (book/05_diffusionmbir.ipynb) and "Limited-angle CT"
 (book/06_limited_angle.ipynb). Every sentence is computed from the rows, so that the text says
-what this run measured. No algorithm lives here; the volumes the chapters make are in ``data``.
+what this run measured. ``tv_sweep`` makes the saved runs behind chapter 5's kernel-free TV
+sliders. No algorithm lives here; the volumes the chapters make are in ``data``.
 """
 import inspect
 import statistics
@@ -231,3 +232,39 @@ def real_ct_description(names, size, depth, ct_prior, phantom_prior):
     lines.append(f"- **prior `{phantom_prior.name}`**: trained from scratch on procedural phantoms only "
                  f"({prior_card(phantom_prior)['images_seen']:,} images seen): no real scan at all.")
     return "\n".join(lines)
+
+
+# Chapter 5's kernel-free TV sliders: DiffusionMBIR's TV weight lam and ADMM penalty rho as multiples
+# of their defaults on the operator, and the directions of its TV ("none" is lam = 0).
+TV_SWEEP = {"lam": (0, 0.25, 1, 4, 16), "rho": (0.25, 1, 4, 16), "tv": ("z", "xyz", "none")}
+
+
+def tv_sweep(protocol, setting=8, knobs=TV_SWEEP, **run_kwargs):
+    """DiffusionMBIR at ``setting`` views under ``protocol`` (``experiments.Protocol``: volumes,
+    data, seeds) for every value of ``knobs``: lam and rho at multiples of the defaults on this
+    operator (``experiments.resolved_kwargs``), TV along "z" (the method), "xyz" (the row
+    ``dmbir_xyz``) or "none" (``dmbir_no_tv``: no ADMM step at all, so lam = 0 is really no TV,
+    not a zero threshold whose carried split variable still pulls towards earlier differences).
+    Runs that coincide (lam x 1, rho x 1 and TV "z"; lam 0 and "none") run once. Returns the rows
+    of ``experiments.run`` (``run_kwargs``: e.g. ``keep=True``, ``prior``), each with ``knobs``: the
+    (knob, value) pairs it stands for."""
+    from . import experiments
+
+    base = experiments.resolved_kwargs("sparse_view", setting, "diffusionmbir", protocol.size)
+    wanted = {}                              # (row label, overrides) -> the (knob, value) pairs it stands for
+
+    def add(knob, value, label, overrides):
+        wanted.setdefault((label, tuple(sorted(overrides.items()))), []).append((knob, value))
+
+    for f in knobs.get("lam", ()):
+        add("lam", f, "dmbir_no_tv", {}) if f == 0 else add("lam", f, "diffusionmbir", {"lam": f * base["lam"]} if f != 1 else {})
+    for f in knobs.get("rho", ()):
+        add("rho", f, "diffusionmbir", {"rho": f * base["rho"]} if f != 1 else {})
+    for tv in knobs.get("tv", ()):
+        add("tv", tv, {"z": "diffusionmbir", "xyz": "dmbir_xyz", "none": "dmbir_no_tv"}[tv], {})
+    rows = []
+    for (label, overrides), stands_for in wanted.items():
+        for r in experiments.run("sparse_view", [setting], [label], protocol, overrides={label: dict(overrides)},
+                                 progress=False, **run_kwargs):
+            rows.append(r | {"knobs": stands_for})
+    return rows

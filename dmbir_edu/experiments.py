@@ -62,6 +62,7 @@ ISCS_PERIOD, PERP_EVERY = 2, 2
 ROWS = {m: Row(m) for m in RECONSTRUCT_METHODS} | {
     "dmbir_reset": Row("diffusionmbir", variants.diffusion_mbir_variant, dict(reset_admm=True)),
     "dmbir_xyz": Row("diffusionmbir", variants.diffusion_mbir_variant, dict(axes="xyz")),   # 3D TV (chapter 5)
+    "dmbir_no_tv": Row("diffusionmbir", variants.diffusion_mbir_variant, dict(axes=None)),  # lam = 0: no ADMM at all
     "dmbir_released": Row("diffusionmbir", variants.diffusion_mbir_variant, settings=variants.released_settings),
     "slicewise_cg1": Row("slicewise", kwargs=dict(n_cg=1)),     # slice-wise with DiffusionMBIR's CG budget
     "dds_2d": Row("dds", variants.dds_variant, dict(axes=None)),                  # DDS with no coupling: the control

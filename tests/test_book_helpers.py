@@ -211,3 +211,19 @@ def test_real_ct_description_says_what_each_prior_saw():
     assert text.count("\n") == 1                                    # two lines: the two priors, no volume
     assert f"{card['images_seen']:,} images" in text and ", ".join(card["train_volumes"]) in text
     assert f"`{phantom.name}`" in text and "no real scan" in text
+
+
+def test_tv_sweep_runs_each_distinct_setting_once_and_lam_zero_without_tv():
+    from dmbir_edu import experiments
+
+    p = experiments.protocol_of(experiments.REPORTED, seeds=data.VALIDATION_SEEDS, n_volumes=1, repeats=(0,), depth=4)
+    knobs = {"lam": (0, 1, 4), "rho": (1,), "tv": ("z", "none")}
+    rows = book.tv_sweep(p, knobs=knobs, n_steps=2)
+    stands_for = {tuple(r["knobs"]): r for r in rows}
+    assert len(rows) == 3                                   # lam 0 = TV none; lam 1 = rho 1 = TV z; lam 4
+    assert {k for r in rows for k in r["knobs"]} == {(k, v) for k, vs in knobs.items() for v in vs}
+    none = next(r for r in rows if ("lam", 0) in r["knobs"])
+    assert none["method"] == "dmbir_no_tv" and none["kwargs"]["axes"] is None and ("tv", "none") in none["knobs"]
+    base = experiments.resolved_kwargs("sparse_view", 8, "diffusionmbir", p.size)
+    assert stands_for[(("lam", 4),)]["kwargs"]["lam"] == pytest.approx(4 * base["lam"])
+    assert stands_for[(("lam", 1), ("rho", 1), ("tv", "z"))]["method"] == "diffusionmbir"
