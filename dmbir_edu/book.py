@@ -247,7 +247,8 @@ def tv_sweep(protocol, setting=8, knobs=TV_SWEEP, **run_kwargs):
     not a zero threshold whose carried split variable still pulls towards earlier differences).
     Runs that coincide (lam x 1, rho x 1 and TV "z"; lam 0 and "none") run once. Returns the rows
     of ``experiments.run`` (``run_kwargs``: e.g. ``keep=True``, ``prior``), each with ``knobs``: the
-    (knob, value) pairs it stands for."""
+    (knob, value) pairs it stands for, ``row``: its table row, and as ``method`` those pairs in
+    words (e.g. "lam 4"), so that ``tables.save_volumes`` keeps every run under a key of its own."""
     from . import experiments
 
     base = experiments.resolved_kwargs("sparse_view", setting, "diffusionmbir", protocol.size)
@@ -266,5 +267,6 @@ def tv_sweep(protocol, setting=8, knobs=TV_SWEEP, **run_kwargs):
     for (label, overrides), stands_for in wanted.items():
         for r in experiments.run("sparse_view", [setting], [label], protocol, overrides={label: dict(overrides)},
                                  progress=False, **run_kwargs):
-            rows.append(r | {"knobs": stands_for})
+            rows.append(r | {"knobs": stands_for, "row": label,      # "method": a name of its own per run
+                             "method": " / ".join(f"{knob} {value}" for knob, value in stands_for)})
     return rows

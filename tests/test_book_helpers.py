@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import dmbir_edu as dm
-from dmbir_edu import book, data
+from dmbir_edu import book, data, tables
 
 
 def row(volume, noise, prior, method, axial, coronal, sagittal, setting=8):
@@ -223,7 +223,8 @@ def test_tv_sweep_runs_each_distinct_setting_once_and_lam_zero_without_tv():
     assert len(rows) == 3                                   # lam 0 = TV none; lam 1 = rho 1 = TV z; lam 4
     assert {k for r in rows for k in r["knobs"]} == {(k, v) for k, vs in knobs.items() for v in vs}
     none = next(r for r in rows if ("lam", 0) in r["knobs"])
-    assert none["method"] == "dmbir_no_tv" and none["kwargs"]["axes"] is None and ("tv", "none") in none["knobs"]
+    assert none["row"] == "dmbir_no_tv" and none["kwargs"]["axes"] is None and ("tv", "none") in none["knobs"]
+    assert len({tables.volume_key(r) for r in rows}) == len(rows)      # every run saved under its own key
     base = experiments.resolved_kwargs("sparse_view", 8, "diffusionmbir", p.size)
     assert stands_for[(("lam", 4),)]["kwargs"]["lam"] == pytest.approx(4 * base["lam"])
-    assert stands_for[(("lam", 1), ("rho", 1), ("tv", "z"))]["method"] == "diffusionmbir"
+    assert stands_for[(("lam", 1), ("rho", 1), ("tv", "z"))]["row"] == "diffusionmbir"
