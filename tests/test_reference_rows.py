@@ -5,7 +5,10 @@ commit named in the file; the calls it made are written beside each row here).
 
 Tolerance: the same operations in the same order give the same float32 numbers on one machine;
 another CPU or thread count may reorder sums, so we allow 1e-4 relative to the volume's spread
-(std) on every voxel sampled and on the mean and std themselves."""
+(std) on every voxel sampled and on the mean and std themselves. The slice-wise sampler takes 50
+CG iterations per step, which amplify such last-bit differences: on a 2-core AMD EPYC (AVX2,
+2026-12-06), another machine than the one that wrote the rows, its sampled voxels differed by up to
+6.8e-4 of the spread, while its mean and std agreed to 3e-6, so its voxels get 2e-3 (``TOL_CG``)."""
 import json
 import pathlib
 
@@ -18,6 +21,7 @@ from dmbir_edu import data, sampling, variants
 ROWS = json.loads((pathlib.Path(__file__).parent / "data" / "sampler_rows.json").read_text())
 N = ROWS["n_steps"]
 TOL = 1e-4
+TOL_CG = {"slicewise": 2e-3}     # rows whose sampler runs 50 CG iterations per step: voxels only
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +79,8 @@ def test_sampler_reproduces_the_row_saved_before_the_redesign(name, prior, probl
     scale = TOL * max(1.0, row["std"])
     assert abs(out.mean().item() - row["mean"]) <= scale
     assert abs(out.std().item() - row["std"]) <= scale
-    assert torch.allclose(out[idx], torch.tensor(row["voxels"], dtype=torch.float64), rtol=0, atol=scale)
+    voxel_scale = TOL_CG.get(name, TOL) * max(1.0, row["std"])
+    assert torch.allclose(out[idx], torch.tensor(row["voxels"], dtype=torch.float64), rtol=0, atol=voxel_scale)
     assert set(calls(prior)) == set(ROWS["rows"])                  # every saved row has a call today
 
 
