@@ -202,6 +202,24 @@ def random1d_mask(image_size, acceleration=4.0, center_fraction=0.08, seed=0):
     return _line_mask(image_size, acceleration, center_fraction, seed, "random")
 
 
+def released1d_mask(image_size, acceleration=2, center_fraction=0.15, seed=0):
+    """The official DiffusionMBIR code's 1D mask rule, reproduced to measure its quirk (chapters
+    "Forward models" and "Compressed-sensing MRI"): ``W // acceleration`` columns are asked for,
+    ``int(W * center_fraction)`` of them the central block, and the rest are drawn uniformly over
+    all W columns *with replacement* (numpy's ``choice`` there, ``torch.randint`` here), so repeated
+    draws and draws inside the centre leave fewer distinct columns than asked for. Experiments use
+    ``uniform1d_mask``, which samples exactly the stated fraction."""
+    n = check_positive_int(image_size, "image_size")
+    _check_acceleration(acceleration)
+    n_lines, n_center = int(n // acceleration), int(n * center_fraction)
+    start = n // 2 - n_center // 2
+    drawn = torch.randint(n, (max(n_lines - n_center, 0),), generator=torch.Generator().manual_seed(seed))
+    mask = torch.zeros(n, n, dtype=torch.bool)
+    mask[:, start:start + n_center] = True
+    mask[:, drawn] = True                              # a column drawn twice is still one column
+    return mask
+
+
 def variable_density2d_mask(image_size, acceleration=8.0, center_radius=0.05, power=2.0, seed=0):
     """2D variable-density mask: a fully sampled disc of radius ``center_radius`` (fraction of the
     width) plus points drawn without replacement with density proportional to (1 - r)^power,

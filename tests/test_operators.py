@@ -199,6 +199,22 @@ def test_line_masks_sample_what_they_claim(maker, accel, cf):
     assert start <= n // 2 < start + n_center
 
 
+def test_released_line_mask_samples_what_drawing_with_replacement_predicts():
+    """The official rule: c central columns, then k = W // accel - c draws with replacement over all W
+    columns. A non-central column is missed by all k draws with probability (1 - 1/W)^k, so the
+    expected number of distinct columns is c + (W - c)(1 - (1 - 1/W)^k): at W = 240, x2, 15 %
+    centre, 96.3 of the 120 asked for."""
+    W, accel, cf = 240, 2, 0.15
+    c, k = int(W * cf), W // accel - int(W * cf)
+    expected = c + (W - c) * (1 - (1 - 1 / W) ** k)
+    counts = torch.tensor([float(dm.mri.released1d_mask(W, accel, cf, seed=s).any(0).sum()) for s in range(400)])
+    assert abs(counts.mean() - expected) < 4 * counts.std() / 400 ** 0.5
+    assert counts.max() < W // accel                          # never as many as asked for here
+    mask = dm.mri.released1d_mask(W, accel, cf, seed=0)
+    assert (mask == mask.any(0)[None, :]).all() and mask[:, W // 2 - c // 2:W // 2 - c // 2 + c].all()
+    assert torch.equal(mask, dm.mri.released1d_mask(W, accel, cf, seed=0))
+
+
 def test_variable_density_mask():
     mask = dm.variable_density2d_mask(64, 8, center_radius=0.05, seed=0)
     assert int(mask.sum()) == round(64 * 64 / 8)
