@@ -258,7 +258,10 @@ def tv_sweep(protocol, setting=8, knobs=TV_SWEEP, **run_kwargs):
         wanted.setdefault((label, tuple(sorted(overrides.items()))), []).append((knob, value))
 
     for f in knobs.get("lam", ()):
-        add("lam", f, "dmbir_no_tv", {}) if f == 0 else add("lam", f, "diffusionmbir", {"lam": f * base["lam"]} if f != 1 else {})
+        if f == 0:
+            add("lam", f, "dmbir_no_tv", {})
+        else:
+            add("lam", f, "diffusionmbir", {"lam": f * base["lam"]} if f != 1 else {})
     for f in knobs.get("rho", ()):
         add("rho", f, "diffusionmbir", {"rho": f * base["rho"]} if f != 1 else {})
     for tv in knobs.get("tv", ()):
