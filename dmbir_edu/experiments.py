@@ -150,10 +150,11 @@ def test_set(task, size=64, n_volumes=4, seeds=None, depth=None, source="phantom
     ``n_volumes`` (e.g. ``("abdomen",)``: the CT prior on anatomy it never saw). ``depth`` keeps only
     the central ``depth`` axial slices (same slice spacing; for quick runs)."""
     if source == "real":
-        split_names = data.real_names("mr" if task == "mri" else "ct", split)     # those this machine has
-        if names is not None and not set(names) <= set(data.REAL_SPLITS["mr" if task == "mri" else "ct"][split]):
+        modality = "mr" if task == "mri" else "ct"
+        split_names = data.real_names(modality, split)                            # those this machine has
+        if names is not None and not set(names) <= set(data.REAL_SPLITS[modality][split]):
             raise ValueError(f"names {list(names)} are not all {split} volumes of this task: "
-                             f"{list(data.REAL_SPLITS['mr' if task == 'mri' else 'ct'][split])}")
+                             f"{list(data.REAL_SPLITS[modality][split])}")
         names = [n for n in split_names if n in names] if names is not None else split_names[:n_volumes]
         vols = {name: data.real_volume(name, size) for name in names}
     elif source != "phantom":

@@ -100,10 +100,8 @@ def main(what, names=()):
     elif what == "before":
         path = OUT / "lung2_la90@cg_before.json"
         if not path.exists():
-            c = REPORTED_CELLS["lung2_la90"]
-            rows = experiments.run(c.task, [c.setting], ["admm_tv", "diffusionmbir", "dds"], REPORTED, source=c.source,
-                                   n_volumes=c.n_volumes, progress=False,
-                                   overrides={"diffusionmbir": dict(n_cg=1), "dds": dict(n_cg=5)})
+            rows = experiments.run_cell("lung2_la90", REPORTED, methods=["admm_tv", "diffusionmbir", "dds"],
+                                        overrides={"diffusionmbir": dict(n_cg=1), "dds": dict(n_cg=5)})
             path.write_text(json.dumps(rows, indent=1, default=str))
         print(table(["lung2_la90@cg_before", "lung2_la90"]))
     elif what == "released":
