@@ -73,6 +73,14 @@ def load_volumes(path):
     return ({k: v.float() for k, v in data["x"].items()}, {k: v.float() for k, v in data["x_hat"].items()})
 
 
+def load_rows(rows_path, volumes_path):
+    """Saved rows (a JSON list, ``rows_path``) with their volumes put back from a ``save_volumes`` file
+    (``volumes_path``): each row gets ``x`` (its truth) and ``x_hat`` (its reconstruction), as float32."""
+    x, x_hat = load_volumes(volumes_path)
+    return [r | dict(x=x[r["volume"]], x_hat=x_hat[volume_key(r)])
+            for r in json.loads(pathlib.Path(rows_path).read_text())]
+
+
 # Repeats and uncertainty: every (volume, repeat) of a row is one paired sample (the same data
 # and noise for every method), so methods are compared by the mean of their paired differences
 # and its standard error; a method wins only outside a tie band of TIE_BAND standard errors.

@@ -175,3 +175,13 @@ def test_the_reported_cells_name_known_rows_and_run_with_changes():
     old = experiments.protocol_of(experiments.REPORTED, **experiments.OLD_PROTOCOL)
     rows = experiments.run_cell("phantom_sv8@old", old, methods=["fbp"], size=16, depth=8, n_volumes=1)
     assert [(r["method"], r["setting"], r["fine"], r["repeat"]) for r in rows] == [("fbp", 8, 1, 0)]
+
+
+def test_saved_rows_come_back_with_their_volumes(tmp_path):
+    rows = [dict(task="t", setting=1, noise="none", method=m, volume="v", repeat=0, x=torch.zeros(2, 2, 2),
+                 x_hat=torch.full((2, 2, 2), float(k))) for k, m in enumerate(("a", "b"))]
+    tables.save_volumes(rows, tmp_path / "v.pt")               # takes the volumes out of the rows
+    (tmp_path / "rows.json").write_text(json.dumps(rows))
+    back = tables.load_rows(tmp_path / "rows.json", tmp_path / "v.pt")
+    assert [r["method"] for r in back] == ["a", "b"] and [float(r["x_hat"][0, 0, 0]) for r in back] == [0.0, 1.0]
+    assert all(r["x"].dtype == torch.float32 and r["x"].shape == (2, 2, 2) for r in back)
