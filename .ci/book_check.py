@@ -57,6 +57,18 @@ SLIDER = """((i) => {
 })()"""
 BOX_PICTURES = """Array.from((window.__box || document).querySelectorAll('img.widget-image')).filter(
     i => i.offsetParent !== null).map(i => i.src).join('|')"""
+WINDOW = (1280, 900)
+MIN_SCALE = 0.7          # shown width / pixel width of every picture (check 6)
+LAYOUT = """(() => {
+    const shown = Array.from(document.images).filter(i => i.offsetParent !== null && i.naturalWidth > 0);
+    const shrunk = shown.map((i, k) => ({image: k, natural: i.naturalWidth, shown: i.clientWidth,
+        near: ((i.closest('.cell') || {}).innerText || '').slice(0, 60)})).filter(i => i.shown < %s * i.natural);
+    const wide = Array.from(document.querySelectorAll('.cell_output, .widget-vbox, .widget-hbox')).filter(
+        e => e.offsetParent !== null && e.scrollWidth > e.clientWidth + 2).map(
+        e => ({box: e.className.slice(0, 60), scroll: e.scrollWidth, width: e.clientWidth}));
+    return {page: document.documentElement.scrollWidth, window: window.innerWidth, shrunk, wide,
+        progress: document.querySelectorAll('.widget-hprogress, .widget-progress, progress').length};
+})()""" % MIN_SCALE
 TOGGLES = """Array.from(document.querySelectorAll('.widget-toggle-buttons button')).filter(
     b => b.offsetParent !== null && !b.classList.contains('mod-active') && !b.dataset.checked).length"""
 TOGGLE = """(() => {
@@ -86,6 +98,8 @@ def move_sliders(browser, report):
 def check_page(browser, html, timeout):
     report = {"page": str(html), "sliders": [], "axis_buttons": []}
     report["loaded"] = open_page(browser, html, timeout)
+    browser.send("Emulation.setDeviceMetricsOverride", width=WINDOW[0], height=WINDOW[1], deviceScaleFactor=1,
+                 mobile=False)
     wait_until(browser, "document.readyState === 'complete'", timeout)
     wait_until(browser, MATH_DONE, timeout)
     time.sleep(1.0)                                       # widgets render after the load event
@@ -96,6 +110,11 @@ def check_page(browser, html, timeout):
     report["raw_pipe_table"] = any(line.strip().startswith("|") and "---" in line for line in text.splitlines())
     report["raw_maths"] = [tok for tok in ("\\(", "\\[", "$$") if tok in text]
     report["maths"] = browser.evaluate(MATH)
+    layout = browser.evaluate(LAYOUT)
+    report["shrunk_pictures"], report["wide_boxes"] = layout["shrunk"], layout["wide"]
+    report["sideways_page"] = layout["page"] > layout["window"]
+    report["progress_bars"] = layout["progress"] + sum(("it/s]" in line or "s/it]" in line)
+                                                       for line in text.splitlines())
     report["live_sliders"] = browser.evaluate("document.querySelectorAll('.widget-interact .widget-slider').length")
     move_sliders(browser, report)
     # the buttons shown pressed at first were seen with the sliders above: not pressed again (a Stack
@@ -118,6 +137,8 @@ def check_page(browser, html, timeout):
     m = report["maths"]
     report["ok"] = bool(report["loaded"] and not report["page_errors"] and not report["images_broken"]
                         and not report["raw_pipe_table"] and not report["raw_maths"] and m["typeset"] == m["math"]
+                        and not report["shrunk_pictures"] and not report["wide_boxes"]
+                        and not report["sideways_page"] and not report["progress_bars"]
                         and all(s["changed"] for s in report["sliders"])
                         and all(b["changed"] for b in report["axis_buttons"]))
     return report

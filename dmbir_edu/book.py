@@ -9,9 +9,12 @@ off the rows of ``experiments.run``: ``psnr_by_case``, ``gap``, ``versus``, ``of
 sparse-view CT" (book/05_diffusionmbir.ipynb) and "Limited-angle CT"
 (book/06_limited_angle.ipynb). Every sentence is computed from the rows, so that the text says
 what this run measured. ``tv_sweep`` makes the saved runs behind chapter 5's kernel-free TV
-sliders. No algorithm lives here; the volumes the chapters make are in ``data``.
+sliders; ``long_runs``, ``long_table`` and ``steps_cg_tv`` read the saved 1000-step runs of
+chapters 5, 6 and 7 (runs/long_steps) and separate what more steps, a bigger CG budget and the TV
+term each change. No algorithm lives here; the volumes the chapters make are in ``data``.
 """
 import inspect
+import pathlib
 import statistics
 import time
 
@@ -273,3 +276,130 @@ def tv_sweep(protocol, setting=8, knobs=TV_SWEEP, **run_kwargs):
             rows.append(r | {"knobs": stands_for, "row": label,      # "method": a name of its own per run
                              "method": " / ".join(f"{knob} {value}" for knob, value in stands_for)})
     return rows
+
+
+# Chapters 5, 6 and 7: runs too long for a page (hundreds or thousands of diffusion steps), made
+# once by a command (scripts/long_steps.sh, chapter 5's loop) and kept under runs/long_steps as
+# PREFIX{n_steps}_seed{seed}.json / .pt; a page reads them, or with rerun=True makes them itself.
+LONG_NAMES = {"admm_tv": "3D ADMM-TV", "diffusionmbir": "DiffusionMBIR", "slicewise": "slice-wise (50 CG)",
+              "slicewise_cg1": "slice-wise (1 CG)"}
+
+
+def long_label(row, names=LONG_NAMES):
+    """A long run's row as "<method>, <n> steps" (3D ADMM-TV has no steps)."""
+    steps = row["kwargs"].get("n_steps")
+    return names.get(row["method"], row["method"]) + (f", {steps} steps" if steps else "")
+
+
+def long_runs(folder, prefix, runs, task, setting, seeds=(0, 1, 2), rerun=False, names=LONG_NAMES, **run_kwargs):
+    """The rows (with their volumes) of the saved runs ``folder/{prefix}{n}_seed{s}``, one file per
+    step count ``n`` of ``runs`` ({n_steps: methods}) and seed ``s``: files that are missing are
+    skipped (``[]`` if none is there), or with ``rerun=True`` every run is made here under
+    ``experiments.REPORTED`` (``run_kwargs``: e.g. ``device``). Each row's ``method`` is its label
+    (``long_label``), its table row is kept as ``row``."""
+    from . import experiments
+
+    folder = pathlib.Path(folder)
+    rows = []
+    for n_steps, methods in runs.items():
+        for s in seeds:
+            path = folder / f"{prefix}{n_steps}_seed{s}"
+            if rerun:
+                made = experiments.run(task, [setting], methods, experiments.REPORTED, n_steps=n_steps, n_volumes=1,
+                                       repeats=(s,), keep=True, progress=False, **run_kwargs)
+            elif path.with_suffix(".pt").exists():
+                made = tables.load_rows(path.with_suffix(".json"), path.with_suffix(".pt"))
+            else:
+                continue
+            rows += [r | {"method": long_label(r, names), "row": r["method"]} for r in made if r["method"] in methods]
+    return rows
+
+
+def long_contrasts(rows, contrasts):
+    """Paired differences between long-run labels, in words: ``contrasts`` is a list of (what it
+    measures, label a, label b); each whose two labels both ran becomes "what: a - b = d ± se dB
+    (verdict)", the verdict through ``tables.verdict``'s tie band."""
+    ran = {r["method"] for r in rows}
+    said = []
+    for what, a, b in contrasts:
+        if a in ran and b in ran:
+            (d, se, _), = tables.paired(rows, a, b).values()
+            said.append(f"{what}: {a} minus {b} = {d:+.2f} ± {se:.2f} dB ({tables.verdict(d, se)})")
+    return said
+
+
+def steps_cg_tv(rows, long=1000, short=100):
+    """The three differences that separate why a sampler of the long runs gains: more steps
+    (DiffusionMBIR and the 1-CG slice-wise sampler at ``long`` against ``short`` steps), the CG
+    budget (slice-wise with 50 CG iterations per step against 1, same steps) and the TV term
+    (DiffusionMBIR against the 1-CG slice-wise sampler: same steps, same CG budget)."""
+    dmbir, sw, sw1 = (LONG_NAMES[m] for m in ("diffusionmbir", "slicewise", "slicewise_cg1"))
+    return long_contrasts(rows, [
+        ("steps", f"{dmbir}, {long} steps", f"{dmbir}, {short} steps"),
+        ("steps", f"{sw1}, {long} steps", f"{sw1}, {short} steps"),
+        ("CG budget", f"{sw}, {long} steps", f"{sw1}, {long} steps"),
+        ("CG budget", f"{sw}, {short} steps", f"{sw1}, {short} steps"),
+        ("TV term", f"{dmbir}, {long} steps", f"{sw1}, {long} steps"),
+        ("TV term", f"{dmbir}, {short} steps", f"{sw1}, {short} steps")])
+
+
+def long_table(rows, refs, caption):
+    """The long runs as a styled table: per label the number of seeds, the PSNR (mean over the three
+    planes, mean ± sd over seeds), per-plane means, the flicker and dz ratios, the paired
+    differences to each label of ``refs`` and the mean seconds of one run."""
+    import pandas as pd
+
+    from . import viz
+
+    recs = tables.compared(rows, refs)
+    frame = pd.DataFrame([
+        {"method": r["method"], "n": r["n"], "PSNR": f"{r['psnr']:.2f} ± {r['psnr_sd']:.2f}",
+         **{f"{a} PSNR": r[f"{a} psnr"] for a in metrics.AXES}, "flicker": r["flicker"], "dz ratio": r["dz_ratio"],
+         **{f"− {ref}": (f"{r['vs ' + ref][0]:+.2f} ± {r['vs ' + ref][1]:.2f} {r['vs ' + ref][2]}"
+                         if "vs " + ref in r else "") for ref in refs}, "seconds": r["seconds"]}
+        for r in sorted(recs, key=lambda r: (r["method"] != refs[0], r["method"]))]).set_index("method")
+    return viz.styled_table(frame, higher=[f"{a} PSNR" for a in metrics.AXES], formats={"seconds": "{:.0f}"},
+                            caption=caption)
+
+
+def two_prior_rows(task, settings, real_prior, phantom_prior, methods, contrast=("diffusionmbir", "dds"),
+                   noise_free_only=("slicewise",), **run_kwargs):
+    """The real-anatomy experiment of chapters 5, 6 and 7 (``experiments.run(..., source="real")``):
+    every method of ``methods`` with the prior trained on real slices (``real_prior``), noise-free
+    and at the realistic noise level (the costly ``noise_free_only`` rows only noise-free), and the
+    methods of ``contrast`` again with the phantom prior. ``run_kwargs`` go to ``experiments.run``
+    (e.g. ``depth``, ``n_steps``, ``keep=True``). Each row gets ``prior``: the name of the prior
+    that made it, "none" for FBP, zero-filled and 3D ADMM-TV. Sorted by volume, setting, noise
+    level and prior (stable: the methods in the order they ran)."""
+    from . import experiments
+
+    runs = [(real_prior, "none", list(methods)),
+            (real_prior, "realistic", [m for m in methods if m not in noise_free_only]),
+            (phantom_prior, "none", [m for m in methods if m in contrast]),
+            (phantom_prior, "realistic", [m for m in methods if m in contrast])]
+    rows = []
+    for prior, noise, run_methods in runs:
+        for r in experiments.run(task, list(settings), run_methods, prior=prior, source="real", noise=noise,
+                                 **run_kwargs):
+            rows.append(r | {"prior": prior.name if experiments.needs_prior([r["method"]]) else "none"})
+    volumes = list(dict.fromkeys(r["volume"] for r in rows))
+    noises = [experiments.noise_label(task, n) for n in ("none", "realistic")]
+    priors = ["none", real_prior.name, phantom_prior.name]
+    rows.sort(key=lambda r: (volumes.index(r["volume"]), list(settings).index(r["setting"]), noises.index(r["noise"]),
+                             priors.index(r["prior"])))
+    return rows
+
+
+def two_prior_table(rows, setting="setting", names=None):
+    """``two_prior_rows`` as a table: one line per (volume, setting, noise, prior, method), PSNR
+    (2 decimals) and SSIM (3) per axis and the seconds of the run; ``setting`` names that column
+    (e.g. "views", "mask"), ``names`` maps methods to the names shown."""
+    import pandas as pd
+
+    names = names or {}
+    frame = pd.DataFrame([
+        {"volume": r["volume"], setting: r["setting"], "noise": r["noise"], "prior": r["prior"],
+         "method": names.get(r["method"], r["method"]),
+         **{f"{a} {m.upper()}": r[a][m] for a in metrics.AXES for m in ("psnr", "ssim")}, "seconds": r["seconds"]}
+        for r in rows]).set_index(["volume", setting, "noise", "prior", "method"])
+    return frame.round({c: 3 if c.endswith("SSIM") else 2 if c.endswith("PSNR") else 1 for c in frame})

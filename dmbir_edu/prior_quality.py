@@ -88,7 +88,7 @@ def main(argv=None):
         from .sampling import sample
         x = sample(prior, 16, a.steps, generator=torch.Generator().manual_seed(0))
         real = held_out_slices(data.TEST_SEEDS, prior.image_size, 4)
-        fig, ax = plt.subplots(4, 8, figsize=(12, 6.4))
+        fig, ax = plt.subplots(4, 8, figsize=(9, 4.8))
         for i, im in enumerate(torch.cat([x, real])):
             ax.flat[i].imshow(im, cmap="gray", vmin=0, vmax=1)
             ax.flat[i].axis("off")

@@ -46,6 +46,10 @@ def _z_stretch(shape, z_stretch=None):
     return max(1, round(shape[1] / (2 * shape[0]))) if z_stretch is None else int(z_stretch)
 
 
+PANEL = 1.45   # inches per panel of orthoviews
+FONT = 9       # points, its titles and labels
+
+
 def orthoviews(volumes, index=None, vmin=0.0, vmax=1.0, error_ref=None, error_vmax=None, z_stretch=None):
     """Axial, coronal and sagittal slices of several volumes, one row each.
 
@@ -105,29 +109,33 @@ def orthoviews(volumes, index=None, vmin=0.0, vmax=1.0, error_ref=None, error_vm
 
     z_stretch = _z_stretch(shape, z_stretch)
     n_cols = 3 if errors is None else 6
-    fig, axes = plt.subplots(
-        len(arrays), n_cols, figsize=(2.0 * n_cols, 2.1 * len(arrays) + 0.3), squeeze=False
-    )
+    # PANEL inches a panel: a 6-column figure stays under the 9.4 in (676 px at 72 px per inch)
+    # of the book's text column at 1280 px, so that FONT-point text is shown at FONT px or more
+    fig, axes = plt.subplots(len(arrays), n_cols, figsize=(PANEL * n_cols + (0.6 if errors else 0),
+                                                           1.05 * PANEL * len(arrays) + 0.3),
+                             squeeze=False, layout="constrained")
     z, y, x = index
-    stretched = f" (z x{z_stretch})" if z_stretch > 1 else ""
+    stretched = f", z x{z_stretch}" if z_stretch > 1 else ""
     where = {"axial": f"z = {z}", "coronal": f"y = {y}{stretched}", "sagittal": f"x = {x}{stretched}"}
-    titles = [f"{view}, {where[view]}" for view in PLANES] + [f"error, {view}" for view in PLANES]
+    titles = [f"{view}\n{where[view]}" for view in PLANES] + [f"error\n{view}" for view in PLANES]
     for ax, title in zip(axes[0], titles):                 # column titles once, on the top row
-        ax.set_title(title, fontsize=10)
+        ax.set_title(title, fontsize=FONT)
     for row, (name, array) in zip(axes, arrays.items()):
-        row[0].set_ylabel(name, fontsize=10)                 # the row's title: the volume's name
+        row[0].set_ylabel(name, fontsize=FONT)               # the row's title: the volume's name
         for ax, view, image in zip(row, PLANES, _slices(array, index)):
             origin, aspect = ("upper", 1) if view == "axial" else ("lower", z_stretch)
             ax.imshow(image, cmap="gray", vmin=vmin, vmax=vmax, origin=origin, aspect=aspect)
         if errors is not None:
-            row[3].set_ylabel(f"|{name} - ref|", fontsize=10)
             for ax, view, image in zip(row[3:], PLANES, _slices(errors[name], index)):
                 origin, aspect = ("upper", 1) if view == "axial" else ("lower", z_stretch)
-                ax.imshow(image, cmap="inferno", vmin=0.0, vmax=error_vmax, origin=origin, aspect=aspect)
+                shown = ax.imshow(image, cmap="inferno", vmin=0.0, vmax=error_vmax, origin=origin, aspect=aspect)
         for ax in row:
             ax.set_xticks([])
             ax.set_yticks([])
-    fig.tight_layout()
+    if errors is not None:                                  # one colour scale for every error map
+        bar = fig.colorbar(shown, ax=axes[:, 3:], shrink=min(1.0, 0.9 / len(arrays) ** 0.5 + 0.25), aspect=25)
+        bar.set_label("|x - ref| (error)", fontsize=FONT)
+        bar.ax.tick_params(labelsize=FONT)
     return fig
 
 

@@ -228,3 +228,65 @@ def test_tv_sweep_runs_each_distinct_setting_once_and_lam_zero_without_tv():
     base = experiments.resolved_kwargs("sparse_view", 8, "diffusionmbir", p.size)
     assert stands_for[(("lam", 4),)]["kwargs"]["lam"] == pytest.approx(4 * base["lam"])
     assert stands_for[(("lam", 1), ("rho", 1), ("tv", "z"))]["row"] == "diffusionmbir"
+
+
+def long_row(method, steps, repeat, psnr):
+    """A saved long-run row: one volume, PSNR equal on the three planes."""
+    return dict(task="limited_angle", setting=90, noise="noise-free", volume="v", repeat=repeat, method=method,
+                kwargs={"n_steps": steps} if method != "admm_tv" else {}, seconds=1.0, flicker=0.5, dz_ratio=1.0,
+                **{a: {"psnr": psnr, "ssim": 0.5} for a in dm.metrics.AXES})
+
+
+def test_long_runs_read_saved_files_and_steps_cg_tv_separates_the_three_differences(tmp_path):
+    # seed s: DiffusionMBIR 1000 steps 24 + s, 100 steps 22 + s; slice-wise 1 CG 1000 steps 23 + s,
+    # 100 steps 21.5 + s; slice-wise 50 CG 1000 steps 20 + 3 s (its difference to 1 CG varies: -3, -1, +1,
+    # mean -1, sd 2, standard error 2 / sqrt 3 = 1.15: inside the tie band of two standard errors)
+    for s in (0, 1, 2):
+        made = {1000: [long_row("admm_tv", None, s, 21), long_row("diffusionmbir", 1000, s, 24 + s),
+                       long_row("slicewise", 1000, s, 20 + 3 * s), long_row("slicewise_cg1", 1000, s, 23 + s)],
+                100: [long_row("diffusionmbir", 100, s, 22 + s), long_row("slicewise_cg1", 100, s, 21.5 + s)]}
+        for n, rows in made.items():
+            for r in rows:
+                r["x"], r["x_hat"] = torch.zeros(2, 8, 8), torch.full((2, 8, 8), float(s))
+            tables.save_volumes(rows, tmp_path / f"la90_{n}_seed{s}.pt")
+            (tmp_path / f"la90_{n}_seed{s}.json").write_text(__import__("json").dumps(rows, default=str))
+    runs = {1000: ["admm_tv", "diffusionmbir", "slicewise", "slicewise_cg1"], 100: ["diffusionmbir", "slicewise_cg1"]}
+    rows = book.long_runs(tmp_path, "la90_", runs, "limited_angle", 90)
+    assert len(rows) == 18 and {r["method"] for r in rows} == {
+        "3D ADMM-TV", "DiffusionMBIR, 1000 steps", "DiffusionMBIR, 100 steps", "slice-wise (50 CG), 1000 steps",
+        "slice-wise (1 CG), 1000 steps", "slice-wise (1 CG), 100 steps"}
+    assert all(r["x_hat"].shape == (2, 8, 8) for r in rows)
+    said = book.steps_cg_tv(rows)
+    assert said == [
+        "steps: DiffusionMBIR, 1000 steps minus DiffusionMBIR, 100 steps = +2.00 ± 0.00 dB (wins)",
+        "steps: slice-wise (1 CG), 1000 steps minus slice-wise (1 CG), 100 steps = +1.50 ± 0.00 dB (wins)",
+        "CG budget: slice-wise (50 CG), 1000 steps minus slice-wise (1 CG), 1000 steps = -1.00 ± 1.15 dB (ties)",
+        "TV term: DiffusionMBIR, 1000 steps minus slice-wise (1 CG), 1000 steps = +1.00 ± 0.00 dB (wins)",
+        "TV term: DiffusionMBIR, 100 steps minus slice-wise (1 CG), 100 steps = +0.50 ± 0.00 dB (wins)"]
+    assert book.long_runs(tmp_path, "mri_x8_", runs, "mri", "uniform1d-x8") == []      # nothing saved: nothing read
+    table = book.long_table(rows, ["3D ADMM-TV"], "caption").data
+    assert table.loc["DiffusionMBIR, 1000 steps", "− 3D ADMM-TV"].startswith("+4.00 ± 0.58 wins")
+
+
+def test_two_prior_rows_runs_each_prior_and_noise_and_sorts(monkeypatch):
+    from dmbir_edu import experiments
+
+    calls = []
+
+    def fake_run(task, settings, methods, prior=None, source=None, noise=None, **kw):
+        calls.append((prior.name, noise, tuple(methods)))
+        return [dict(volume=v, setting=s, noise=experiments.noise_label(task, noise), method=m, seconds=1.0,
+                     **{a: {"psnr": 20.0, "ssim": 0.5} for a in dm.metrics.AXES})
+                for v in ("b", "a") for s in settings for m in methods]
+
+    monkeypatch.setattr(experiments, "run", fake_run)
+    real, phantom = type("P", (), {"name": "ct64"})(), type("P", (), {"name": "phantom64"})()
+    rows = book.two_prior_rows("sparse_view", (8, 4), real, phantom, ["fbp", "slicewise", "dds"], contrast=("dds",))
+    assert calls == [("ct64", "none", ("fbp", "slicewise", "dds")), ("ct64", "realistic", ("fbp", "dds")),
+                     ("phantom64", "none", ("dds",)), ("phantom64", "realistic", ("dds",))]
+    assert [r["prior"] for r in rows if r["method"] == "fbp"] == ["none"] * 8     # FBP: no prior
+    keys = [(r["volume"], r["setting"], r["noise"], r["prior"]) for r in rows]
+    assert keys[0] == ("b", 8, "noise-free", "none") and keys[-1] == ("a", 4, experiments.noise_label(
+        "sparse_view", "realistic"), "phantom64")                  # volumes as run, then settings as given
+    table = book.two_prior_table(rows, "views")
+    assert table.index.names == ["volume", "views", "noise", "prior", "method"] and len(table) == len(rows)

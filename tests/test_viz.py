@@ -25,7 +25,7 @@ def test_orthoviews_has_one_row_per_volume_and_three_views():
     axes = fig.get_axes()
     assert len(axes) == 6
     titles = [ax.get_title() for ax in axes]
-    assert titles[0] == "axial, z = 3" and titles[1] == "coronal, y = 4" and titles[2] == "sagittal, x = 5"
+    assert titles[0] == "axial\nz = 3" and titles[1] == "coronal\ny = 4" and titles[2] == "sagittal\nx = 5"
     assert titles[3:] == ["", "", ""]                       # column titles only on the top row
     assert axes[0].get_ylabel() == "truth" and axes[3].get_ylabel() == "recon"
     plt.close(fig)
@@ -45,18 +45,21 @@ def test_orthoviews_slices_and_orientation():
 
 def test_orthoviews_error_maps():
     vol = ramp_volume()
-    fig = orthoviews({"truth": vol, "recon": vol + 0.25}, error_ref="truth")
+    fig = orthoviews({"truth": vol, "recon": vol + 0.25}, error_ref="truth", error_vmax=0.5)
     axes = fig.get_axes()
-    assert len(axes) == 12  # 2 rows x (3 views + 3 error maps)
+    assert len(axes) == 13  # 2 rows x (3 views + 3 error maps), and the error maps' colour bar
     np.testing.assert_allclose(axes[9].get_images()[0].get_array(), 0.25, atol=1e-6)
     np.testing.assert_allclose(axes[3].get_images()[0].get_array(), 0.0)
+    bar = axes[12]
+    assert "error" in bar.get_ylabel() and bar.get_ylim() == (0.0, 0.5)   # the scale every error map shares
+    assert fig.get_size_inches()[0] <= 676 / 72       # fits the book's 676 px text column at 72 px per inch
     plt.close(fig)
 
 
 def test_orthoviews_stretches_thin_slabs_along_z_and_says_so():
     thin, cube = ramp_volume(d=2, h=16, w=16), ramp_volume(d=16, h=16, w=16)
     axes = orthoviews({"v": thin}).get_axes()
-    assert axes[1].get_aspect() == 4 and "(z x4)" in axes[1].get_title() and axes[0].get_aspect() == 1
+    assert axes[1].get_aspect() == 4 and "z x4" in axes[1].get_title() and axes[0].get_aspect() == 1
     axes = orthoviews({"v": cube}).get_axes()
     assert axes[1].get_aspect() == 1 and "x" not in axes[1].get_title().split("=")[0].replace("coronal", "")
     plt.close("all")
