@@ -46,6 +46,18 @@ def _z_stretch(shape, z_stretch=None):
     return max(1, round(shape[1] / (2 * shape[0]))) if z_stretch is None else int(z_stretch)
 
 
+TEXT_WIDTH = 676   # px: the book's text column in a 1280 px window (sphinx-book-theme)
+MAX_INCHES = 9.0   # the widest figure, in inches: shown at 676 / (72 x 9.0) = 1.04 px per point or more
+
+
+def fit_width(width, height, max_width=MAX_INCHES):
+    """A figure size (inches) no wider than ``max_width``: ``(width, height)`` scaled down together
+    when too wide (the aspect kept), so that a figure of many panels is not shrunk by the page
+    below the size of its text. Use as ``plt.subplots(..., figsize=dm.viz.fit_width(2.3 * n, 4.8))``."""
+    scale = min(1.0, max_width / width)
+    return width * scale, height * scale
+
+
 PANEL = 1.45   # inches per panel of orthoviews
 FONT = 9       # points, its titles and labels
 
@@ -307,7 +319,8 @@ def volume_viewer(volumes, error_ref=None, error_vmax=None, step=1, scale=3, vmi
     slice, each panel enlarged ``scale`` times), and stored in the notebook as ``Image`` widgets in
     ``Stack`` s whose links run in the browser, as in :func:`sweep_widget`: it works in the static
     online book. The PNGs hold the voxels at their own resolution and the page shows them
-    ``scale`` times larger. Coronal and sagittal slices are drawn with z pointing up. Size: about
+    ``scale`` times larger (less where that would be wider than the book's text column,
+    ``TEXT_WIDTH``). Coronal and sagittal slices are drawn with z pointing up. Size: about
     (D + H + W) / step small PNGs (8-bit grey without error maps), a few kB per 64^2 panel.
     ``z_stretch``: each slice this many pixels high in the coronal and sagittal views, as in
     :func:`orthoviews` (default: 1, or more for slabs less than half as deep as high; said above
@@ -339,6 +352,8 @@ def volume_viewer(volumes, error_ref=None, error_vmax=None, step=1, scale=3, vmi
         error_note = f"second row: the error |x - {ref_name}| under each volume x (black 0, white {top:.2g} or more)"
 
     z_stretch = _z_stretch(shape, z_stretch)
+    mosaic_width = len(titles) * (max(shape[1:]) + 2) - 2           # px, before scaling (2 px gaps)
+    scale = min(scale, TEXT_WIDTH / mosaic_width)                   # no sideways scroll in the text column
 
     def panels(axis, i):
         take = lambda v: np.take(v, i, axis=axis)
@@ -352,7 +367,7 @@ def volume_viewer(volumes, error_ref=None, error_vmax=None, step=1, scale=3, vmi
     for axis, view in enumerate(PLANES):
         index = list(range(0, shape[axis], step))
         pngs = [_mosaic_png(panels(axis, i)) for i in index]
-        stack = widgets.Stack([widgets.Image(value=png, format="png", width=str(w * scale)) for png, w in pngs],
+        stack = widgets.Stack([widgets.Image(value=png, format="png", width=str(int(w * scale))) for png, w in pngs],
                               selected_index=len(index) // 2)
         slider = widgets.IntSlider(value=len(index) // 2, min=0, max=len(index) - 1, description=f"{view} slice",
                                    readout=False, style={"description_width": "initial"})
@@ -365,8 +380,8 @@ def volume_viewer(volumes, error_ref=None, error_vmax=None, step=1, scale=3, vmi
     axes = widgets.ToggleButtons(options=list(PLANES), value=PLANES[0], description="axis")
     views = widgets.Stack(pages, selected_index=0)
     widgets.jslink((axes, "index"), (views, "selected_index"))
-    width = max(shape) * scale
-    names = widgets.HBox([widgets.HTML(f"<div style='width:{width}px;margin-right:{2 * scale}px;font-size:11px;"
+    width = max(shape[1:]) * scale
+    names = widgets.HBox([widgets.HTML(f"<div style='width:{width:.0f}px;margin-right:{2 * scale:.0f}px;font-size:11px;"
                                        f"text-align:center'>{t}</div>") for t in titles])
     notes = ([f"coronal and sagittal views: z stretched x{z_stretch}"] if z_stretch > 1 else []) + \
         ([error_note] if errors else [])

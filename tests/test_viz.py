@@ -203,3 +203,19 @@ def test_volume_viewer_stretches_thin_slabs_along_z_and_says_so():
     assert "x2" in note.value
     coronal = np.asarray(Image.open(io.BytesIO(views.children[1].children[1].children[3].value)))
     assert coronal.shape == (4, 8) and list(coronal[:, 4]) == [0, 0, 255, 255]   # z = 0 at the bottom, 2 rows
+
+
+def test_pictures_fit_the_text_column():
+    """fit_width keeps a figure's aspect and caps its width; volume_viewer enlarges its panels less
+    where eight 64-wide volumes at the asked scale would be wider than the text column."""
+    import numpy as np
+
+    from dmbir_edu import viz
+
+    assert viz.fit_width(18, 4) == (viz.MAX_INCHES, 2.0) and viz.fit_width(6, 4) == (6, 4)
+    x = np.zeros((4, 64, 64), dtype=np.float32)
+    w = viz.volume_viewer({str(k): x for k in range(8)}, scale=3)
+    widths = [int(im.width) for page in w.children[-1].children for im in page.children[1].children]
+    assert max(widths) <= viz.TEXT_WIDTH and min(widths) > viz.TEXT_WIDTH - 20     # shrunk to the column, no more
+    small = viz.volume_viewer({"a": x}, scale=3)
+    assert {int(im.width) for im in small.children[-1].children[0].children[1].children} == {3 * 64}   # as asked
