@@ -403,3 +403,49 @@ def two_prior_table(rows, setting="setting", names=None):
          **{f"{a} {m.upper()}": r[a][m] for a in metrics.AXES for m in ("psnr", "ssim")}, "seconds": r["seconds"]}
         for r in rows]).set_index(["volume", setting, "noise", "prior", "method"])
     return frame.round({c: 3 if c.endswith("SSIM") else 2 if c.endswith("PSNR") else 1 for c in frame})
+
+
+# The saved runs a chapter reads live in the repository's runs/ folder, beside book/. A page opened
+# alone (Colab, a downloaded notebook) has no runs/: runs_dir fetches the one folder it needs from
+# the repository at the package's release tag, with git's sparse checkout (a few MB, not the
+# repository), into the user cache.
+REPOSITORY = "https://github.com/dmbir-edu/dmbir_edu"
+
+
+def release_tag():
+    """The git tag of the installed package's release, e.g. "v0.1.0" (the install cell of every
+    chapter pins the same tag)."""
+    from importlib.metadata import version
+
+    return "v" + version("dmbir_edu")
+
+
+def runs_dir(name, here=None, repository=None, cache=None):
+    """The folder ``runs/<name>`` of saved runs: ``<here>/../runs/<name>`` where the page sits in a
+    clone of the repository (``here``: the page's folder, default the current directory), else a
+    sparse checkout of that folder alone from ``repository`` (default ``REPOSITORY``, or the
+    environment variable DMBIR_EDU_REPOSITORY) at ``release_tag()``, made once under ``cache``
+    (default ~/.cache/dmbir_edu). Returns the folder; where git cannot fetch it (no git, no
+    network), says how to get it and returns the local path that does not exist, so that the
+    chapter's own fallback (run it here, or skip) takes over."""
+    import os
+    import subprocess
+
+    local = pathlib.Path(here or ".").resolve().parent / "runs" / name
+    if local.exists():
+        return local
+    repository = repository or os.environ.get("DMBIR_EDU_REPOSITORY", REPOSITORY)
+    clone = pathlib.Path(cache or pathlib.Path.home() / ".cache" / "dmbir_edu") / f"runs-{release_tag()}"
+    if not (clone / "runs" / name).exists():
+        git = ["git", "-c", "advice.detachedHead=false"]
+        steps = ([git + ["clone", "--quiet", "--depth", "1", "--branch", release_tag(), "--filter=blob:none",
+                         "--sparse", repository, str(clone)]] if not (clone / ".git").exists() else [])
+        steps.append(git + ["-C", str(clone), "sparse-checkout", "add", f"runs/{name}"])
+        try:
+            for step in steps:
+                subprocess.run(step, check=True, capture_output=True, text=True, timeout=300)
+        except (OSError, subprocess.SubprocessError) as e:
+            print(f"runs/{name} is not beside this page and could not be fetched ({type(e).__name__}); clone "
+                  f"{repository} (tag {release_tag()}) and open the page from its book/ folder.")
+            return local
+    return clone / "runs" / name

@@ -290,3 +290,31 @@ def test_two_prior_rows_runs_each_prior_and_noise_and_sorts(monkeypatch):
         "sparse_view", "realistic"), "phantom64")                  # volumes as run, then settings as given
     table = book.two_prior_table(rows, "views")
     assert table.index.names == ["volume", "views", "noise", "prior", "method"] and len(table) == len(rows)
+
+
+def test_runs_dir_beside_the_page_or_fetched_from_the_release_tag(tmp_path, capsys):
+    """In a clone, runs/<name> beside book/; a page opened alone gets a sparse checkout of that one
+    folder at the release tag (here from a local repository that has the tag); without a reachable
+    repository it says how to get the runs and returns the missing local path."""
+    import subprocess
+
+    clone = tmp_path / "clone"
+    (clone / "runs" / "tv_sweep").mkdir(parents=True)
+    (clone / "book").mkdir()
+    assert book.runs_dir("tv_sweep", here=clone / "book") == clone / "runs" / "tv_sweep"
+    repo = tmp_path / "repo"
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    (repo / "runs" / "evidence").mkdir(parents=True)
+    (repo / "runs" / "evidence" / "cell.json").write_text("[]")
+    (repo / "runs" / "other").mkdir()
+    (repo / "runs" / "other" / "big.pt").write_text("x")
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    subprocess.run(git + ["add", "."], check=True)
+    subprocess.run(git + ["commit", "-qm", "runs"], check=True)
+    subprocess.run(git + ["tag", book.release_tag()], check=True)
+    got = book.runs_dir("evidence", here=tmp_path / "alone", repository=f"file://{repo}", cache=tmp_path / "cache")
+    assert (got / "cell.json").read_text() == "[]"
+    assert not (got.parent / "other").exists()                        # only the folder asked for
+    missing = book.runs_dir("evidence", here=tmp_path / "alone", repository=f"file://{tmp_path}/none",
+                            cache=tmp_path / "cache2")
+    assert not missing.exists() and "could not be fetched" in capsys.readouterr().out

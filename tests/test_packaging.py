@@ -140,14 +140,17 @@ def test_config_keeps_execution_settings():
 
 def test_every_chapter_installs_the_package_where_it_is_missing():
     # Colab, Binder and downloaded notebooks start without dmbir_edu: the first code cell
-    # installs it from the repository named in pyproject.toml (a no-op where it is installed).
-    source_url = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["urls"]["Source"]
+    # installs it from the repository named in pyproject.toml (a no-op where it is installed), at
+    # the release tag of the version in pyproject.toml (the version the page was built with; the same
+    # tag book.runs_dir fetches the saved runs from): bumping the version means updating every page.
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    source_url = f"{project['urls']['Source']}@v{project['version']}"
     _, paths = toc_paths()
     problems = []
     for path in (p for p in paths if p is not None and p.suffix == ".ipynb"):
         code = [c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
         first = "".join(code[0]["source"])
-        if 'find_spec("dmbir_edu") is None' not in first or f"git+{source_url}" not in first:
+        if 'find_spec("dmbir_edu") is None' not in first or f"git+{source_url}\"" not in first:
             problems.append(f"{path.name}: the first code cell does not install dmbir_edu from {source_url}")
     assert not problems, "\n".join(problems)
 
