@@ -449,3 +449,16 @@ def runs_dir(name, here=None, repository=None, cache=None):
                   f"{repository} (tag {release_tag()}) and open the page from its book/ folder.")
             return local
     return clone / "runs" / name
+
+
+def glue(name, value):
+    """Keep ``value`` under ``name`` for the prose of the page (MyST-NB's ``glue``: the markdown
+    writes ``{glue:text}`name:.2f``` where the number belongs, and the built page shows the number
+    this run computed). Where MyST-NB is not installed (a notebook on Colab) nothing is kept, and the
+    prose shows the role as written."""
+    try:
+        from myst_nb import glue as myst_glue
+    except ImportError:
+        return value
+    myst_glue(name, value, display=False)
+    return value

@@ -318,3 +318,7 @@ def test_runs_dir_beside_the_page_or_fetched_from_the_release_tag(tmp_path, caps
     missing = book.runs_dir("evidence", here=tmp_path / "alone", repository=f"file://{tmp_path}/none",
                             cache=tmp_path / "cache2")
     assert not missing.exists() and "could not be fetched" in capsys.readouterr().out
+
+
+def test_glue_returns_its_value_for_use_in_an_expression():
+    assert book.glue("a_number_for_the_prose", 1.25) == 1.25
