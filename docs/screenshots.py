@@ -18,7 +18,17 @@ Writes, as crops of the pages as a reader sees them:
   equation as MathJax (served from the book itself) rendered it;
 * ``docs/screenshot_viewer_middle.png`` and ``docs/screenshot_viewer_low.png``: chapter 5, the
   kernel-free 3D viewer of the whole test volume (truth, FBP, 3D ADMM-TV, DDS and their error
-  maps) on its coronal axis, at the middle slice and after a click near the slider's left end.
+  maps) on its coronal axis, at the middle slice and after a click a third of the way along its
+  slider (inside the body, not an empty end slice);
+* ``docs/screenshot_ch5_lam_0.png``, ``..._lam_1.png``, ``..._lam_16.png``: chapter 5, the
+  kernel-free lambda slider over saved DiffusionMBIR runs at lambda = 0, the default and 16 times
+  the default (each frame's title gives its per-axis PSNR and flicker ratio);
+* ``docs/screenshot_ch7_lam_first.png``, ``..._middle.png``, ``..._last.png``: chapter 7, the
+  kernel-free lambda slider of 3D ADMM-TV on the validation head at three positions;
+* ``docs/screenshot_error_colorbar.png``: chapter 5, the first orthogonal views with error maps and
+  their colour bar.
+
+The window is 1280 x 900 px, the width the book is checked at (``.ci/book_check.py``).
 
 It reuses the DevTools client of ``.ci/browser_check.py`` and exits with 1 if an element is
 missing, the maths is not typeset, or two pictures that a slider should change are identical.
@@ -47,6 +57,19 @@ TABLE = ("Array.from(document.querySelectorAll('table')).find(t => t.caption && 
 EQUATION = ("Array.from(document.querySelectorAll('div.math')).find(m => m.textContent.includes('flicker') "
             "|| (m.previousElementSibling || {}).textContent?.includes('flicker'))")
 EQUATION_TYPESET = f"(() => {{ const m = {EQUATION}; return !!(m && m.querySelector('mjx-container')); }})()"
+# a kernel-free slider by its label (live sliders of viz.live_slider are skipped), its track's rect
+SLIDER_BY_LABEL = """((label) => {
+    const s = Array.from(document.querySelectorAll('.widget-slider')).find(e => !e.closest('.widget-interact')
+        && (e.querySelector('.widget-label') || {}).innerText?.trim() === label);
+    if (!s) return null;
+    s.scrollIntoView({block: 'center'});
+    const r = (s.querySelector('.noUi-target, input[type=range]') || s).getBoundingClientRect();
+    return {x: r.left, y: r.top, width: r.width, height: r.height};
+})"""
+SWEEP_BOX = ("Array.from(document.querySelectorAll('.widget-slider')).find(e => !e.closest('.widget-interact') && "
+             "(e.querySelector('.widget-label') || {{}}).innerText?.trim() === '{label}').closest('.cell_output')")
+ERROR_FIGURE = ("Array.from(document.querySelectorAll('.cell_output img')).find("
+                "i => !i.classList.contains('widget-image') && i.naturalWidth > 600).closest('.cell_output')")
 VIEWER = ("Array.from(document.querySelectorAll('.widget-toggle-buttons')).map(b => b.closest('.cell_output'))"
           ".find(o => o.querySelector('img.widget-image') && o.closest('section')?.id.startsWith('the-whole-volume'))")
 # in the viewer: the button of an axis, and the visible slider (page-viewport rects, for clicks)
@@ -76,13 +99,34 @@ def capture(browser, element, path):
     return png
 
 
+def slider_positions(browser, label, fractions, paths):
+    """Click the kernel-free slider named ``label`` at each fraction of its track and capture its
+    output box after each click; fails when two positions give the same picture."""
+    shots = []
+    for fraction, path in zip(fractions, paths):
+        track = browser.evaluate(f"{SLIDER_BY_LABEL}({label!r})")
+        if track is None:
+            raise SystemExit(f"no kernel-free slider labelled {label!r}")
+        x = track["x"] + min(max(fraction, 0.01), 0.99) * track["width"]
+        click(browser, x, track["y"] + track["height"] / 2)
+        time.sleep(0.5)
+        shots.append(capture(browser, SWEEP_BOX.format(label=label), path))
+    if len(set(shots)) < len(shots):
+        raise SystemExit(f"the slider {label!r} showed the same picture at two positions")
+
+
 def main(html_root):
     html_root = Path(html_root)
     docs = ROOT / "docs"
     browser = Chromium("chromium")
     try:
         open_page(browser, html_root / "book" / "05_diffusionmbir.html", 30)
+        browser.send("Emulation.setDeviceMetricsOverride", width=1280, height=900, deviceScaleFactor=1, mobile=False)
         wait_until(browser, IMAGES_LOADED, 30)
+        capture(browser, ERROR_FIGURE, docs / "screenshot_error_colorbar.png")
+        # lam factors 0, 1/4, 1, 4, 16: positions 0, 2 and 4 of 5
+        slider_positions(browser, "lam", (0.0, 0.5, 1.0),
+                         [docs / f"screenshot_ch5_lam_{k}.png" for k in ("0", "1", "16")])
         capture(browser, ORTHOVIEWS, docs / "screenshot_sparse_view.png")
         capture(browser, TABLE, docs / "screenshot_table.png")
         if not wait_until(browser, EQUATION_TYPESET, 30):
@@ -95,11 +139,17 @@ def main(html_root):
         time.sleep(0.5)
         middle = capture(browser, VIEWER, docs / "screenshot_viewer_middle.png")
         slider = browser.evaluate(VIEWER_SLIDER)
-        click(browser, slider["x"] + 0.15 * slider["width"], slider["y"] + slider["height"] / 2)
+        click(browser, slider["x"] + 0.3 * slider["width"], slider["y"] + slider["height"] / 2)
         time.sleep(0.5)
         low = capture(browser, VIEWER, docs / "screenshot_viewer_low.png")
         if middle == low:
             raise SystemExit("the viewer screenshots are identical: moving its slider did not change the page")
+
+        open_page(browser, html_root / "book" / "07_mri.html", 30)
+        browser.send("Emulation.setDeviceMetricsOverride", width=1280, height=900, deviceScaleFactor=1, mobile=False)
+        wait_until(browser, IMAGES_LOADED, 30)
+        slider_positions(browser, "TV weight", (0.0, 0.5, 1.0),
+                         [docs / f"screenshot_ch7_lam_{k}.png" for k in ("first", "middle", "last")])
 
         open_page(browser, html_root / "book" / "02_mbir.html", 30)
         wait_until(browser, IMAGES_LOADED, 30)
