@@ -462,3 +462,43 @@ def glue(name, value):
         return value
     myst_glue(name, value, display=False)
     return value
+
+
+def credits(names, priors, size):
+    """Markdown lines that credit real volumes and describe priors: the volumes ``names`` grouped
+    by source (credit, package, licence, as ``data.real_volume_info`` reports them) and one line per
+    prior of ``priors`` (what it was trained on, from its card). Chapter 8 shows them."""
+    from . import data
+
+    by_source = {}
+    for name in names:
+        info = data.real_volume_info(name, size)
+        by_source.setdefault((info["credit"], info["package"], info["licence"]), []).append(f"{name} ({info['split']})")
+    lines = [f"- {', '.join(shown)}: {credit}; from {package}; licence: {licence}."
+             for (credit, package, licence), shown in by_source.items()]
+    for prior in priors:
+        card = prior_card(prior)
+        if "train_volumes" in card:
+            lines.append(f"- prior **{prior.name}**: started from `{card['init']}`, fine-tuned on the slices of "
+                         f"{' and '.join(card['train_volumes'])} ({card['modality'].upper()} training), validation "
+                         f"{', '.join(card['validation_volumes'])}, test {', '.join(card['test_volumes'])}; "
+                         f"{card['images_seen']:,} images seen.")
+        else:
+            lines.append(f"- prior **{prior.name}**: procedural phantoms only, {card['images_seen']:,} images seen.")
+    return lines
+
+
+def slice_role(card, test_names, size):
+    """What a set of test volumes (phantom seeds, or names of real volumes) is to a prior, read off
+    its card: "held-out phantoms of its family", "its train / validation / test volume", "never
+    seen" or "never seen, other modality"."""
+    from . import data
+
+    if all(isinstance(n, int) for n in test_names):
+        return ("held-out phantoms of its family" if "train_volumes" not in card
+                else f"phantoms ({card['init']}'s family)")
+    for split in ("train", "validation", "test"):
+        if any(n in card.get(f"{split}_volumes", ()) for n in test_names):
+            return f"its {split} volume"
+    modality = data.real_volume_info(test_names[0], size)["modality"]
+    return "never seen, other modality" if modality != card.get("modality", modality) else "never seen"

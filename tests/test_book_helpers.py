@@ -322,3 +322,13 @@ def test_runs_dir_beside_the_page_or_fetched_from_the_release_tag(tmp_path, caps
 
 def test_glue_returns_its_value_for_use_in_an_expression():
     assert book.glue("a_number_for_the_prose", 1.25) == 1.25
+
+
+def test_slice_role_reads_the_prior_card():
+    real = {"init": "phantom64", "modality": "ct", "train_volumes": ["lung1"], "validation_volumes": ["aorta"],
+            "test_volumes": ["lung2"]}
+    phantom = {"images_seen": 1}
+    assert book.slice_role(phantom, (1, 2), 64) == "held-out phantoms of its family"
+    assert book.slice_role(real, (1, 2), 64) == "phantoms (phantom64's family)"
+    assert book.slice_role(real, ("aorta",), 64) == "its validation volume"
+    assert book.slice_role(real, ("lung2",), 64) == "its test volume"
