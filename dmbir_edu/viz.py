@@ -353,7 +353,7 @@ def volume_viewer(volumes, error_ref=None, error_vmax=None, step=1, scale=3, vmi
 
     z_stretch = _z_stretch(shape, z_stretch)
     mosaic_width = len(titles) * (max(shape[1:]) + 2) - 2           # px, before scaling (2 px gaps)
-    scale = min(scale, TEXT_WIDTH / mosaic_width)                   # no sideways scroll in the text column
+    scale = min(scale, (TEXT_WIDTH - 8) / mosaic_width)             # no sideways scroll (8 px: the widgets' margins)
 
     def panels(axis, i):
         take = lambda v: np.take(v, i, axis=axis)
@@ -380,9 +380,9 @@ def volume_viewer(volumes, error_ref=None, error_vmax=None, step=1, scale=3, vmi
     axes = widgets.ToggleButtons(options=list(PLANES), value=PLANES[0], description="axis")
     views = widgets.Stack(pages, selected_index=0)
     widgets.jslink((axes, "index"), (views, "selected_index"))
-    width = max(shape[1:]) * scale
-    names = widgets.HBox([widgets.HTML(f"<div style='width:{width:.0f}px;margin-right:{2 * scale:.0f}px;font-size:11px;"
-                                       f"text-align:center'>{t}</div>") for t in titles])
+    width = (max(shape[1:]) + 2) * scale                           # a panel and its gap, as in the mosaic
+    names = widgets.HBox([widgets.HTML(f"<div style='width:{width:.0f}px;font-size:11px;text-align:center'>{t}</div>",
+                                       layout=widgets.Layout(margin="0")) for t in titles])
     notes = ([f"coronal and sagittal views: z stretched x{z_stretch}"] if z_stretch > 1 else []) + \
         ([error_note] if errors else [])
     note = [widgets.HTML(f"<small>{'; '.join(notes)}</small>")] if notes else []
