@@ -63,7 +63,7 @@ LAYOUT = """(() => {
     const shown = Array.from(document.images).filter(i => i.offsetParent !== null && i.naturalWidth > 0);
     const shrunk = shown.map((i, k) => ({image: k, natural: i.naturalWidth, shown: i.clientWidth,
         near: ((i.closest('.cell') || {}).innerText || '').slice(0, 60)})).filter(i => i.shown < %s * i.natural);
-    const wide = Array.from(document.querySelectorAll('.cell_output, .widget-vbox, .widget-hbox')).filter(
+    const wide = Array.from(document.querySelectorAll('.cell_output, .widget-container')).filter(
         e => e.offsetParent !== null && e.scrollWidth > e.clientWidth + 2).map(
         e => ({box: e.className.slice(0, 60), scroll: e.scrollWidth, width: e.clientWidth}));
     return {page: document.documentElement.scrollWidth, window: window.innerWidth, shrunk, wide,

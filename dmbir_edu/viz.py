@@ -200,7 +200,8 @@ def sweep_widget(images, labels=None, description="value"):
     if len(labels) != len(pngs):
         raise ValueError(f"got {len(labels)} labels for {len(pngs)} images")
 
-    stack = widgets.Stack([widgets.Image(value=png, format="png") for png in pngs], selected_index=0)
+    fit = widgets.Layout(max_width="100%", margin="0")          # shrunk to the text column, never wider
+    stack = widgets.Stack([widgets.Image(value=png, format="png", layout=fit) for png in pngs], selected_index=0)
     slider = widgets.IntSlider(
         value=0, min=0, max=len(pngs) - 1, description=description, readout=False
     )
