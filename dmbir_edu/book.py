@@ -382,10 +382,10 @@ def two_prior_rows(task, settings, real_prior, phantom_prior, methods, contrast=
         for r in experiments.run(task, list(settings), run_methods, prior=prior, source="real", noise=noise,
                                  **run_kwargs):
             rows.append(r | {"prior": prior.name if experiments.needs_prior([r["method"]]) else "none"})
-    volumes = list(dict.fromkeys(r["volume"] for r in rows))
+    volumes, settings = list(dict.fromkeys(r["volume"] for r in rows)), list(settings)
     noises = [experiments.noise_label(task, n) for n in ("none", "realistic")]
     priors = ["none", real_prior.name, phantom_prior.name]
-    rows.sort(key=lambda r: (volumes.index(r["volume"]), list(settings).index(r["setting"]), noises.index(r["noise"]),
+    rows.sort(key=lambda r: (volumes.index(r["volume"]), settings.index(r["setting"]), noises.index(r["noise"]),
                              priors.index(r["prior"])))
     return rows
 
@@ -400,7 +400,7 @@ def two_prior_table(rows, setting="setting", names=None):
     frame = pd.DataFrame([
         {"volume": r["volume"], setting: r["setting"], "noise": r["noise"], "prior": r["prior"],
          "method": names.get(r["method"], r["method"]),
-         **{f"{a} {m.upper()}": r[a][m] for a in metrics.AXES for m in ("psnr", "ssim")}, "seconds": r["seconds"]}
+         **metrics.axis_columns(r), "seconds": r["seconds"]}
         for r in rows]).set_index(["volume", setting, "noise", "prior", "method"])
     return frame.round({c: 3 if c.endswith("SSIM") else 2 if c.endswith("PSNR") else 1 for c in frame})
 

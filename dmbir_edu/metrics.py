@@ -46,6 +46,12 @@ def per_axis(x_hat, x_true, data_range=1.0):
     return out
 
 
+def axis_columns(row):
+    """A row's ``per_axis`` scores as flat table columns: {"axial PSNR": ..., "axial SSIM": ..., ...,
+    "sagittal SSIM": ...}, the column names of every per-axis table of the book."""
+    return {f"{a} {m.upper()}": row[a][m] for a in AXES for m in ("psnr", "ssim")}
+
+
 def _dz(t):
     return t[1:] - t[:-1]
 

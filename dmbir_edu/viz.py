@@ -251,9 +251,9 @@ def results_table(rows, caption):
     The command line keeps its plain-text ``experiments.table``."""
     import pandas as pd
 
-    from .metrics import AXES
+    from .metrics import axis_columns
 
-    records = [{"method": r["method"], **{f"{a} {m.upper()}": r[a][m] for a in AXES for m in ("psnr", "ssim")},
+    records = [{"method": r["method"], **axis_columns(r),
                 **({"flicker": r["flicker"], "dz ratio": r["dz_ratio"]} if "flicker" in r else {}),
                 "NFE / slice": r.get("nfe_per_slice", float("nan")), "s / volume": r["seconds"]} for r in rows]
     df = pd.DataFrame(records).groupby("method", sort=False).mean()

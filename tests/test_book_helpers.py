@@ -1,6 +1,7 @@
 """The book's helpers (dmbir_edu.book): verdict sentences on hand-made rows (the numbers worked out
 by hand), of_cases' wording, show_source and clock; and the out-of-distribution volumes of
 dmbir_edu.data (blocks, checkerboard) that chapter 8 used to make itself."""
+import json
 import time
 
 import pytest
@@ -249,7 +250,7 @@ def test_long_runs_read_saved_files_and_steps_cg_tv_separates_the_three_differen
             for r in rows:
                 r["x"], r["x_hat"] = torch.zeros(2, 8, 8), torch.full((2, 8, 8), float(s))
             tables.save_volumes(rows, tmp_path / f"la90_{n}_seed{s}.pt")
-            (tmp_path / f"la90_{n}_seed{s}.json").write_text(__import__("json").dumps(rows, default=str))
+            (tmp_path / f"la90_{n}_seed{s}.json").write_text(json.dumps(rows, default=str))
     runs = {1000: ["admm_tv", "diffusionmbir", "slicewise", "slicewise_cg1"], 100: ["diffusionmbir", "slicewise_cg1"]}
     rows = book.long_runs(tmp_path, "la90_", runs, "limited_angle", 90)
     assert len(rows) == 18 and {r["method"] for r in rows} == {
@@ -290,6 +291,7 @@ def test_two_prior_rows_runs_each_prior_and_noise_and_sorts(monkeypatch):
         "sparse_view", "realistic"), "phantom64")                  # volumes as run, then settings as given
     table = book.two_prior_table(rows, "views")
     assert table.index.names == ["volume", "views", "noise", "prior", "method"] and len(table) == len(rows)
+    assert list(table.columns) == [f"{a} {m}" for a in dm.metrics.AXES for m in ("PSNR", "SSIM")] + ["seconds"]
 
 
 def test_runs_dir_beside_the_page_or_fetched_from_the_release_tag(tmp_path, capsys):
