@@ -36,11 +36,7 @@ def show_source(*functions):
 # Timing
 
 
-def wait(device):
-    """Wait for ``device`` to finish its queued work before a clock is read: a GPU works
-    asynchronously; on a CPU (or ``None``) there is nothing to wait for."""
-    if device is not None and torch.device(device).type == "cuda":
-        torch.cuda.synchronize(device)
+wait = bench.wait       # before a clock is read, wait for a GPU's queued work (no-op on a CPU)
 
 
 def clock(fn, repeats=5, device=None):
@@ -58,6 +54,35 @@ def clock(fn, repeats=5, device=None):
 
     wall = bench.timeit(timed, repeats, sync=device)
     return wall, statistics.median(cpus[1:])          # cpus[0]: the warm-up call
+
+
+# The live sliders of the chapters (they need a running kernel) and the size and step counts each
+# runs at: the chapters read them, and ``python -m dmbir_edu.bench --live`` times one update of
+# each (the target: under 3 s on the 2-core machine). ``kwargs``: per method, what the slider
+# sets on top of the method's defaults for the task (``live_kwargs``).
+LIVE = {
+    "02_mbir": dict(task="sparse_view", settings=(8,), size=64, depth=16, methods=("admm_tv_z", "admm_tv"),
+                    kwargs={m: dict(lam=0.1, rho=1.0, n_iter=50, n_cg=10) for m in ("admm_tv_z", "admm_tv")}),
+    "05_diffusionmbir": dict(task="sparse_view", settings=(8, 4, 2), size=64, depth=8, methods=("dds", "diffusionmbir"),
+                             kwargs={"diffusionmbir": dict(n_steps=10)}),
+    "07_mri": dict(task="mri", settings=("uniform1d-x4", "uniform1d-x8", "vd2d-x8"), size=64, depth=8,
+                   methods=("admm_tv", "dds"), kwargs={}),
+}
+
+
+def live_kwargs(name, method, setting, A, lam_factor=1.0):
+    """What the live slider ``LIVE[name]`` runs ``method`` with on the operator ``A`` of
+    ``setting``: the method's settings for the task (``experiments.method_kwargs``), lam at
+    ``lam_factor`` times its default on ``A`` (unless the slider sets lam itself), then the
+    slider's own ``kwargs``."""
+    from . import experiments
+
+    live = LIVE[name]
+    task = live["task"]
+    kw = experiments.method_kwargs(task, method)
+    if experiments.PRESETS.get(method) is not None and experiments.PRESETS[method].lam_rel is not None:
+        kw["lam"] = lam_factor * experiments.resolved_kwargs(task, setting, method, A.image_size, A=A)["lam"]
+    return kw | live["kwargs"].get(method, {})
 
 
 # ---------------------------------------------------------------------------------------------

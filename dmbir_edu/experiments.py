@@ -34,7 +34,7 @@ from .operators import device_arg, positive_int_arg, scaled_defaults
 from .prior import DEFAULT_PRIORS, available_priors, load_prior
 from .reconstruct import DIFFUSION_METHODS, PRESETS, reconstruct
 from .reconstruct import METHODS as RECONSTRUCT_METHODS
-from .tables import load_volumes, mean_psnr, save_volumes, table, volume_key  # noqa: F401  (experiments.table etc.)
+from .tables import load_volumes, mean_psnr, paired, save_volumes, table, volume_key  # noqa: F401  (experiments.table etc.)
 
 
 @dataclass(frozen=True)
@@ -533,6 +533,62 @@ def step_curve(task, setting, steps, depth=None, n_volumes=1, size=64, prior=Non
               f"mean PSNR {curve[n_steps, label]:.2f} dB  ({axes})  "
               f"{sum(r['seconds'] for r in rows) / len(rows):.0f} s/vol", flush=True)
     return curve
+
+
+# The DDS step-count curve (chapter "Making it fast"): DDS's PSNR against its step count N and
+# eta on the VALIDATION volumes of every task, each point paired with the 50-step run at the
+# preset's eta on the same data and sampler seed. ``DDS_TOLERANCE``: how far below that a
+# default may fall (dB, mean over the paired samples).
+DDS_CURVE = dict(steps=(10, 15, 20, 30, 50), etas=(0.0, 0.5, 0.85, 1.0), reference=(50, 0.85))
+DDS_JOBS = {"sparse_view": [8, 4, 2], "limited_angle": [90.0], "mri": ["uniform1d-x4", "uniform1d-x8"]}
+DDS_TOLERANCE = 0.3
+
+
+def dds_label(n_steps, eta):
+    """The row label of one point of the DDS step curve."""
+    return f"dds N={n_steps} eta={eta:g}"
+
+
+def dds_step_curve(jobs=DDS_JOBS, steps=DDS_CURVE["steps"], etas=DDS_CURVE["etas"], source="phantom",
+                   n_volumes=2, repeats=(0, 1), depth=8, device="cpu", print_fn=print):
+    """DDS at every (N, eta) of ``steps`` x ``etas`` on the VALIDATION volumes of every task in
+    ``jobs`` (``source`` "phantom": the validation phantoms; "real": the real validation volumes,
+    with the task's real prior), under the reported protocol otherwise (data simulated on the
+    finer grid, the central ``depth`` slices, every repeat). Returns ``run``'s rows, each labelled
+    ``dds_label(N, eta)``; prints one line per point."""
+    rows = []
+    for task, settings in jobs.items():
+        prior = task_prior(task, source, device)
+        for setting, eta, n in itertools.product(settings, etas, steps):
+            new = run(task, [setting], ["dds"], overrides={"dds": dict(n_steps=n, eta=eta)}, prior=prior,
+                      seeds=data.VALIDATION_SEEDS, split="validation", source=source, n_volumes=n_volumes,
+                      depth=depth, repeats=tuple(repeats), progress=False, device=device)
+            for r in new:
+                r["method"] = dds_label(n, eta)
+            rows += new
+            print_fn(f"{task} {setting} N={n:>3} eta={eta:<5g} mean PSNR {mean_psnr(new, new[0]['method']):.2f} dB  "
+                     f"{sum(r['seconds'] for r in new) / len(new):.1f} s/run", flush=True)
+    return rows
+
+
+def choose_dds_steps(rows, tolerance=DDS_TOLERANCE, reference=DDS_CURVE["reference"]):
+    """From ``dds_step_curve`` rows: for each eta, the smallest N whose paired PSNR difference to
+    the ``reference`` (N, eta) is above -``tolerance`` dB in every (task, setting) of the rows.
+    Returns {eta: (N or None, {cell: (difference, standard error, n)})}, the cells at that N (at
+    the largest N tried when none qualifies)."""
+    ref = dds_label(*reference)
+    points = sorted({(r["kwargs"]["n_steps"], r["kwargs"]["eta"]) for r in rows})
+    out = {}
+    for eta in sorted({e for _, e in points}):
+        tried = [n for n, e in points if e == eta]
+        for n in tried:
+            cells = paired(rows, dds_label(n, eta), ref)
+            if all(d >= -tolerance for d, _, _ in cells.values()):
+                out[eta] = (n, cells)
+                break
+        else:
+            out[eta] = (None, paired(rows, dds_label(tried[-1], eta), ref))
+    return out
 
 
 def beyond(views=8, methods=None, n_volumes=1, split="test", iscs=(ISCS_PERIOD,), depth=None, seed=0, device="cpu",

@@ -13,6 +13,7 @@ So the same object serves the score-based predictor-corrector sampler of Diffusi
 
 Explained in: chapter "Score-based diffusion in 2D" (book/03_diffusion_2d.ipynb).
 """
+import functools
 import json
 import math
 from pathlib import Path
@@ -128,14 +129,44 @@ class WrappedPrior(BasePrior):
         return self.prior.denoise(x, sigma)
 
 
+# Slices per network call when ``Prior.batch`` is None, by device type. On the CPU a chunk that keeps
+# the activations near the caches is fastest: on the 2-core AMD EPYC (AVX2, 1 MiB L2 per core) 16
+# slices of 64 x 64 ran 1.3-1.5x faster per slice than 64 (``python -m dmbir_edu.bench`` prints the
+# curve on the machine it runs on); a GPU wants as many slices per call as memory allows.
+BATCH = {"cpu": 16, "cuda": 256}
+
+
+def native_bf16(device):
+    """True where ``device`` multiplies bf16 natively, so that bf16 autocast makes the network
+    faster: a CUDA GPU that supports bf16, or a CPU with AVX512-BF16 or AMX (read from the CPU's
+    flags, Linux). On an AVX2-only CPU bf16 is emulated and several times slower than float32."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_flags():
+    """The CPU's feature flags (the ``flags`` line of /proc/cpuinfo), empty where there is none."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return frozenset()
+    return frozenset(next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")),
+                          []))
+
+
 class Prior(nn.Module, BasePrior):
     """A 2D denoiser D(x; sigma) on single-channel slices, with the VE schedule it was trained for.
 
     ``denoise`` and ``score`` take slices shaped ``(B, H, W)`` and a noise level ``sigma`` (a
     float or a ``(B,)`` tensor) and return ``(B, H, W)`` in the input's dtype and device.
-    Slices go through the network ``batch`` at a time (64 by default), so memory is bounded by the
-    batch, not by the number of slices; the network sees every slice on its own, so the batch
-    changes no number.
+    Slices go through the network ``batch`` at a time (None: ``BATCH`` of the device, 16 on a
+    CPU), so memory is bounded by the batch, not by the number of slices; the network sees every
+    slice on its own, so the batch changes no number. ``autocast``: bf16 autocast on the
+    network, None (the default) where the device has native bf16 (``native_bf16``), True or False
+    to force it either way.
 
     Preconditioning (EDM, with the data shifted by -0.5 so it is roughly centred):
     D(x; sigma) = 0.5 + c_skip (x - 0.5) + c_out F(c_in (x - 0.5); c_noise), with
@@ -152,8 +183,8 @@ class Prior(nn.Module, BasePrior):
         self.net = unet(self.config)
         if self.channels > 1:
             self.net.conv_in = SlabConvIn(self.net.conv_in, self.channels)
-        self.batch = 64          # slices per network call: memory only, no numerical effect
-        self.autocast = False    # bf16 autocast: fast only on CPUs with native bf16 (avx512_bf16/amx)
+        self.batch = None        # slices per network call (None: BATCH of the device); memory and speed only
+        self.autocast = None     # bf16 autocast: None decides by the hardware (native_bf16), True / False force it
         self.speed_up(channels_last=True)
 
     def speed_up(self, channels_last=True, compile=False):
@@ -175,6 +206,15 @@ class Prior(nn.Module, BasePrior):
         """The device of the network's weights (``prior.to(device)`` moves them)."""
         return next(self.parameters()).device
 
+    def uses_bf16(self, device=None):
+        """Whether the network runs under bf16 autocast on ``device`` (default: the prior's):
+        ``autocast`` if set, else ``native_bf16(device)``."""
+        return native_bf16(device or self.device) if self.autocast is None else bool(self.autocast)
+
+    def batch_size(self, device=None):
+        """Slices per network call on ``device`` (default: the prior's): ``batch``, or ``BATCH``."""
+        return self.batch or BATCH.get(torch.device(device or self.device).type, BATCH["cpu"])
+
     def forward(self, x, sigma):
         """Preconditioned denoiser on (B, 1, H, W) float32 inputs (a slab prior: (B, k, H, W), each
         slice preconditioned as a 2D input and the k slices mixed in ``SlabConvIn``); sigma is (B,)."""
@@ -191,7 +231,7 @@ class Prior(nn.Module, BasePrior):
         t = torch.log(sigma / self.sigma_min) / math.log(self.sigma_max / self.sigma_min)
         h = c_in * (x - 0.5)
         h = h.contiguous(memory_format=torch.channels_last) if self.channels_last else h
-        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.uses_bf16(x.device)):
             F = (self.net if self.compiled is None else self.compiled)(h, 999 * t).sample
         return 0.5 + c_skip * (x - 0.5) + c_out * F.float()
 
@@ -216,8 +256,9 @@ class Prior(nn.Module, BasePrior):
         p = next(self.parameters())
         sigma = torch.as_tensor(sigma, dtype=torch.float32, device=p.device).expand(x.shape[0])
         one = self.channels == 1
+        b = self.batch_size(p.device)
         out = [self((xc[:, None] if one else xc).to(p.device, torch.float32), sc)
-               for xc, sc in zip(x.split(self.batch), sigma.split(self.batch))]
+               for xc, sc in zip(x.split(b), sigma.split(b))]
         return torch.cat(out)[:, 0].to(x.device, x.dtype) if one else torch.cat(out).to(x.device, x.dtype)
 
 
