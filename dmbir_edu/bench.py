@@ -43,7 +43,7 @@ from .mbir import ADMMState, admm_tv_step, tv_operators
 from .operators import WrappedOperator, device_arg, positive_int_arg, scaled_defaults
 from .prior import WrappedPrior, load_prior, native_bf16
 from .reconstruct import DIFFUSION_METHODS, reconstruct
-from .sampling import DDS, DMBIR
+from .sampling import DMBIR
 from .train import machine
 
 
@@ -83,7 +83,8 @@ def interleaved(fns, repeats=5, sync=None):
 
 # The network paths compared: memory layout, bf16 autocast, torch.compile (``compiled`` is timed
 # only with ``bench --compile``: compiling takes a minute on 2 cores, seconds from the cache).
-NET_PATHS = {"float32": dict(channels_last=False, autocast=False), "channels_last": dict(channels_last=True, autocast=False),
+NET_PATHS = {"float32": dict(channels_last=False, autocast=False),
+             "channels_last": dict(channels_last=True, autocast=False),
              "bf16": dict(channels_last=True, autocast=True)}
 COMPILED = {"compiled": dict(channels_last=True, compile=True)}
 
@@ -306,9 +307,10 @@ def rows_table(size, rows, print_fn=print):
     for label, r in rows.items():
         p = r["parts"]
         psnr = f"{r['psnr']:.2f}" if size <= 64 else "-"
-        print_fn(f"{label:<15}{r['n_steps'] or '-':>5}{r['nfe']:>7}{r['seconds']:>8.2f}"
-                 f"{','.join(f'{s:.1f}' for s in r['runs']):>17}{p.get('network', 0):>9.2f}{p.get('projector', 0):>7.2f}"
-                 f"{p['rest']:>7.2f}{r['peak_mb']:>9.0f}{psnr:>7}{r['seconds'] / ref:>8.2f}")
+        runs = ",".join(f"{s:.1f}" for s in r["runs"])
+        print_fn(f"{label:<15}{r['n_steps'] or '-':>5}{r['nfe']:>7}{r['seconds']:>8.2f}{runs:>17}"
+                 f"{p.get('network', 0):>9.2f}{p.get('projector', 0):>7.2f}{p['rest']:>7.2f}{r['peak_mb']:>9.0f}"
+                 f"{psnr:>7}{r['seconds'] / ref:>8.2f}")
 
 
 # A GPU's peak rates, for the projection printed when no GPU ran the benchmark: ASSUMED, from the
@@ -403,7 +405,8 @@ def live_update(name, method, device="cpu"):
     kw = book.live_kwargs(name, method, setting, A)
 
     def update():
-        x_hat = reconstruct(A(x), A, method, prior=prior, generator=torch.Generator().manual_seed(0), progress=False, **kw)
+        g = torch.Generator().manual_seed(0)
+        x_hat = reconstruct(A(x), A, method, prior=prior, generator=g, progress=False, **kw)
         metrics.per_axis(x_hat.cpu(), x.cpu()), metrics.along_z(x_hat.cpu(), x.cpu())
         viz._png_bytes(viz.orthoviews({method: x_hat, "truth": x}, error_ref=x, error_vmax=0.5))
     return update

@@ -18,8 +18,6 @@ import pathlib
 import statistics
 import time
 
-import torch
-
 from . import bench, metrics, tables
 
 

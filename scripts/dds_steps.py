@@ -42,7 +42,8 @@ def choose():
         print(f"\n{source} validation volumes: smallest N within {experiments.DDS_TOLERANCE} dB of "
               f"N={experiments.DDS_CURVE['reference'][0]}, eta={experiments.DDS_CURVE['reference'][1]}")
         for eta, (n, cells) in experiments.choose_dds_steps(rows).items():
-            print(f"  eta {eta:g}: N = {n}; " + "; ".join(f"{c[1]} {d:+.2f} +- {se:.2f}" for c, (d, se, _) in cells.items()))
+            diffs = "; ".join(f"{c[1]} {d:+.2f} +- {se:.2f}" for c, (d, se, _) in cells.items())
+            print(f"  eta {eta:g}: N = {n}; {diffs}")
 
 
 if __name__ == "__main__":

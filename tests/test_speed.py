@@ -5,7 +5,8 @@ import pytest
 import torch
 
 import dmbir_edu as dm
-from dmbir_edu import bench, book, experiments, prior as prior_module
+from dmbir_edu import bench, book, experiments
+from dmbir_edu import prior as prior_module
 
 
 @pytest.fixture(scope="module")
