@@ -272,12 +272,17 @@ def run_in_fresh_process(spec):
 # before issue "DDS in seconds" (50 steps, 64 slices per network call), "dds_50" the 50 steps at
 # today's batch (what the batch alone gave); DiffusionMBIR runs 500 steps here (999 NFE per
 # slice, a quarter of the paper's 4000): the "many more steps" baseline.
-ROWS = {m: (m, method_kwargs("sparse_view", m)) for m in ("fbp", "admm_tv", "dds", "diffusionmbir")}
-ROWS["dds_before"] = ("dds", method_kwargs("sparse_view", "dds") | dict(n_steps=50, eta=0.85))
-ROWS["dds_50"] = ("dds", method_kwargs("sparse_view", "dds") | dict(n_steps=50))
-ROWS["diffusionmbir"][1]["n_steps"] = 500
+ROWS = {"fbp": ("fbp", {}), "admm_tv": ("admm_tv", {}), "dds": ("dds", {}),
+        "diffusionmbir": ("diffusionmbir", dict(n_steps=500)), "dds_before": ("dds", dict(n_steps=50, eta=0.85)), "dds_50": ("dds", dict(n_steps=50))}
 ROW_BATCH = {"dds_before": 64}                      # slices per network call, where a row sets it
 DEFAULT_METHODS = ("fbp", "admm_tv", "dds_before", "dds_50", "dds", "diffusionmbir")
+
+
+def row_kwargs(label, views=8):
+    """The ``reconstruct`` keyword arguments of the row ``label`` at ``views`` sparse views: the
+    method's settings for that setting (``experiments.method_kwargs``), then the row's own."""
+    method, extra = ROWS[label]
+    return method_kwargs("sparse_view", method, setting=views) | extra
 
 
 def time_rows(size, views, rows, repeats, device="cpu", depth=None, print_fn=print):
@@ -285,7 +290,7 @@ def time_rows(size, views, rows, repeats, device="cpu", depth=None, print_fn=pri
     (one for a run of 500 or more network evaluations per slice); returns one record per row."""
     out = {}
     for label in rows:
-        method, kw = ROWS[label]
+        method, kw = ROWS[label][0], row_kwargs(label, views)
         spec = dict(size=size, views=views, method=method, kwargs=kw, device=device, depth=depth,
                     batch=ROW_BATCH.get(label), fine=2 if size <= 64 else 1)
         nfe = NFE[method](kw)

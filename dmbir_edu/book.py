@@ -77,7 +77,7 @@ def live_kwargs(name, method, setting, A, lam_factor=1.0):
 
     live = LIVE[name]
     task = live["task"]
-    kw = experiments.method_kwargs(task, method)
+    kw = experiments.method_kwargs(task, method, setting=setting)
     if experiments.PRESETS.get(method) is not None and experiments.PRESETS[method].lam_rel is not None:
         kw["lam"] = lam_factor * experiments.resolved_kwargs(task, setting, method, A.image_size, A=A)["lam"]
     return kw | live["kwargs"].get(method, {})

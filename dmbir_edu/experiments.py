@@ -217,10 +217,11 @@ def add_noise(y, A, task, noise=None, pixel_mm=None, generator=None):
     return poisson_noise(y, level, pixel_mm, generator=generator)
 
 
-def method_kwargs(task, label, n_steps=None, defaults=False):
+def method_kwargs(task, label, n_steps=None, defaults=False, setting=None):
     """The keyword arguments of one table row: what makes the row what it is (``ROWS``), then,
     unless ``defaults``, its ``PARAMS`` and for the samplers ``n_steps``: the given one (DDS: at
-    most its preset's 50; DDS needs fewer steps, not more) or the method's preset."""
+    most its own default, DDS needs fewer steps, not more) or the method's default: for DDS the
+    step count of ``setting`` in ``DDS_SETTING_STEPS`` where it has one, else its preset's."""
     row = ROWS[label]
     kw = dict(row.kwargs)
     if defaults:
@@ -228,15 +229,25 @@ def method_kwargs(task, label, n_steps=None, defaults=False):
     kw |= PARAMS.get(("mri" if task == "mri" else "ct", label), {}) | PARAMS.get((task, label), {})   # task refines
     if row.method in DIFFUSION_METHODS and "n_steps" not in kw:
         preset = PRESETS[row.method].n_steps
+        if row.method == "dds":
+            preset = DDS_SETTING_STEPS.get((task, setting_key(setting)), preset)
         kw["n_steps"] = preset if n_steps is None else min(n_steps, preset) if row.method == "dds" else n_steps
     return kw
+
+
+def setting_key(setting):
+    """A setting as ``DDS_SETTING_STEPS`` keys it: a number of views or an arc as a float, a mask's name as it is."""
+    try:
+        return float(setting)
+    except (TypeError, ValueError):
+        return setting
 
 
 def resolved_kwargs(task, setting, label, size=64, n_steps=None, defaults=False, A=None):
     """What a table row runs with on this task's operator: ``method_kwargs`` with lam and rho
     made explicit (the method's preset scaled to the operator, where the row does not set them).
     ``A``: the task's operator if already built (it caches its scale); built here otherwise."""
-    kw = method_kwargs(task, label, n_steps, defaults)
+    kw = method_kwargs(task, label, n_steps, defaults, setting)
     if ROWS[label].settings is not None:
         A = operator(task, setting, size) if A is None else A
         kw = ROWS[label].settings(A) | kw
@@ -409,7 +420,7 @@ def run(task, settings, methods=TABLE_ROWS, protocol=None, *, prior=None, overri
                 for label in methods:
                     if label == "fbp" and not hasattr(A, "fbp"):
                         label = "adjoint"                                    # zero-filled for MRI
-                    kw = method_kwargs(task, label, p.n_steps, defaults) | (overrides or {}).get(label, {})
+                    kw = method_kwargs(task, label, p.n_steps, defaults, setting) | (overrides or {}).get(label, {})
                     if ROWS[label].settings is not None:
                         kw = ROWS[label].settings(A) | kw
                     t0 = time.perf_counter()
@@ -542,6 +553,8 @@ def step_curve(task, setting, steps, depth=None, n_volumes=1, size=64, prior=Non
 DDS_CURVE = dict(steps=(10, 15, 20, 30, 50), etas=(0.0, 0.5, 0.85, 1.0), reference=(50, 0.85))
 DDS_JOBS = {"sparse_view": [8, 4, 2], "limited_angle": [90.0], "mri": ["uniform1d-x4", "uniform1d-x8"]}
 DDS_TOLERANCE = 0.3
+# DDS's step count in the settings where the curve chose fewer steps than its preset (PLACEHOLDER)
+DDS_SETTING_STEPS = {}
 
 
 def dds_label(n_steps, eta):

@@ -85,12 +85,12 @@ def test_run_one_parts_add_up_to_the_wall_time():
 
 
 def test_bench_rows_before_and_after_differ_only_in_steps_and_batch():
-    method_b, before = bench.ROWS["dds_before"]
-    method_a, after = bench.ROWS["dds"]
+    (method_b, _), (method_a, _) = bench.ROWS["dds_before"], bench.ROWS["dds"]
+    before, after = bench.row_kwargs("dds_before"), bench.row_kwargs("dds")
     assert method_a == method_b == "dds" and before["n_steps"] == 50 and bench.ROW_BATCH["dds_before"] == 64
     assert {k: v for k, v in before.items() if k not in ("n_steps", "eta")} == \
         {k: v for k, v in after.items() if k not in ("n_steps", "eta")}
-    assert after["n_steps"] == dm.sampling.DDS.n_steps
+    assert after["n_steps"] == experiments.method_kwargs("sparse_view", "dds", setting=8)["n_steps"]
 
 
 def test_projection_is_flops_over_the_assumed_rate():
