@@ -273,7 +273,8 @@ def run_in_fresh_process(spec):
 # today's batch (what the batch alone gave); DiffusionMBIR runs 500 steps here (999 NFE per
 # slice, a quarter of the paper's 4000): the "many more steps" baseline.
 ROWS = {"fbp": ("fbp", {}), "admm_tv": ("admm_tv", {}), "dds": ("dds", {}),
-        "diffusionmbir": ("diffusionmbir", dict(n_steps=500)), "dds_before": ("dds", dict(n_steps=50, eta=0.85)), "dds_50": ("dds", dict(n_steps=50))}
+        "diffusionmbir": ("diffusionmbir", dict(n_steps=500)),
+        "dds_before": ("dds", dict(n_steps=50, eta=0.85)), "dds_50": ("dds", dict(n_steps=50))}
 ROW_BATCH = {"dds_before": 64}                      # slices per network call, where a row sets it
 DEFAULT_METHODS = ("fbp", "admm_tv", "dds_before", "dds_50", "dds", "diffusionmbir")
 
