@@ -41,7 +41,7 @@ from .ct import ParallelBeamCT, sparse_view_angles
 from .experiments import method_kwargs, nfe_per_slice, operator, test_set
 from .mbir import ADMMState, admm_tv_step, tv_operators
 from .operators import WrappedOperator, device_arg, positive_int_arg, scaled_defaults
-from .prior import WrappedPrior, load_prior, native_bf16
+from .prior import DEFAULT_PRIORS, WrappedPrior, load_prior, native_bf16
 from .reconstruct import DIFFUSION_METHODS, reconstruct
 from .sampling import DMBIR
 from .train import machine
@@ -281,9 +281,10 @@ DEFAULT_METHODS = ("fbp", "admm_tv", "dds_before", "dds_50", "dds", "diffusionmb
 
 def row_kwargs(label, views=8):
     """The ``reconstruct`` keyword arguments of the row ``label`` at ``views`` sparse views: the
-    method's settings for that setting (``experiments.method_kwargs``), then the row's own."""
+    method's settings for that setting and the benchmark's prior, phantom64
+    (``experiments.method_kwargs``), then the row's own."""
     method, extra = ROWS[label]
-    return method_kwargs("sparse_view", method, setting=views) | extra
+    return method_kwargs("sparse_view", method, setting=views, prior=DEFAULT_PRIORS["phantom"]) | extra
 
 
 def time_rows(size, views, rows, repeats, device="cpu", depth=None, print_fn=print):
@@ -407,7 +408,7 @@ def live_update(name, method, device="cpu"):
     task, setting = live["task"], live["settings"][0]
     x = next(iter(test_set(task, live["size"], 1, depth=live["depth"]).values())).to(device)
     A = operator(task, setting, live["size"], device)
-    prior = load_prior(device=device) if method in DIFFUSION_METHODS else None
+    prior = load_prior(live.get("prior"), device=device) if method in DIFFUSION_METHODS else None
     kw = book.live_kwargs(name, method, setting, A)
 
     def update():

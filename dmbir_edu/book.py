@@ -62,9 +62,9 @@ LIVE = {
     "02_mbir": dict(task="sparse_view", settings=(8,), size=64, depth=16, methods=("admm_tv_z", "admm_tv"),
                     kwargs={m: dict(lam=0.1, rho=1.0, n_iter=50, n_cg=10) for m in ("admm_tv_z", "admm_tv")}),
     "05_diffusionmbir": dict(task="sparse_view", settings=(8, 4, 2), size=64, depth=8, methods=("dds", "diffusionmbir"),
-                             kwargs={"diffusionmbir": dict(n_steps=10)}),
+                             kwargs={"diffusionmbir": dict(n_steps=10)}, prior="phantom64"),
     "07_mri": dict(task="mri", settings=("uniform1d-x4", "uniform1d-x8", "vd2d-x8"), size=64, depth=8,
-                   methods=("admm_tv", "dds"), kwargs={}),
+                   methods=("admm_tv", "dds"), kwargs={}, prior="phantom64"),
 }
 
 
@@ -72,12 +72,13 @@ def live_kwargs(name, method, setting, A, lam_factor=1.0):
     """What the live slider ``LIVE[name]`` runs ``method`` with on the operator ``A`` of
     ``setting``: the method's settings for the task (``experiments.method_kwargs``), lam at
     ``lam_factor`` times its default on ``A`` (unless the slider sets lam itself), then the
-    slider's own ``kwargs``."""
+    slider's own ``kwargs``. DDS's step count is that of the slider's prior and setting
+    (``experiments.method_kwargs``)."""
     from . import experiments
 
     live = LIVE[name]
     task = live["task"]
-    kw = experiments.method_kwargs(task, method, setting=setting)
+    kw = experiments.method_kwargs(task, method, setting=setting, prior=live.get("prior"))
     if experiments.PRESETS.get(method) is not None and experiments.PRESETS[method].lam_rel is not None:
         kw["lam"] = lam_factor * experiments.resolved_kwargs(task, setting, method, A.image_size, A=A)["lam"]
     return kw | live["kwargs"].get(method, {})

@@ -217,11 +217,12 @@ def add_noise(y, A, task, noise=None, pixel_mm=None, generator=None):
     return poisson_noise(y, level, pixel_mm, generator=generator)
 
 
-def method_kwargs(task, label, n_steps=None, defaults=False, setting=None):
+def method_kwargs(task, label, n_steps=None, defaults=False, setting=None, prior=None):
     """The keyword arguments of one table row: what makes the row what it is (``ROWS``), then,
     unless ``defaults``, its ``PARAMS`` and for the samplers ``n_steps``: the given one (DDS: at
     most its own default, DDS needs fewer steps, not more) or the method's default: for DDS the
-    step count of ``setting`` in ``DDS_SETTING_STEPS`` where it has one, else its preset's."""
+    step count of (``prior``, task, ``setting``) in ``DDS_SETTING_STEPS`` where it has one (``prior``:
+    the prior's name), else its preset's."""
     row = ROWS[label]
     kw = dict(row.kwargs)
     if defaults:
@@ -230,7 +231,7 @@ def method_kwargs(task, label, n_steps=None, defaults=False, setting=None):
     if row.method in DIFFUSION_METHODS and "n_steps" not in kw:
         preset = PRESETS[row.method].n_steps
         if row.method == "dds":
-            preset = DDS_SETTING_STEPS.get((task, setting_key(setting)), preset)
+            preset = DDS_SETTING_STEPS.get((prior, task, setting_key(setting)), preset)
         kw["n_steps"] = preset if n_steps is None else min(n_steps, preset) if row.method == "dds" else n_steps
     return kw
 
@@ -243,11 +244,12 @@ def setting_key(setting):
         return setting
 
 
-def resolved_kwargs(task, setting, label, size=64, n_steps=None, defaults=False, A=None):
+def resolved_kwargs(task, setting, label, size=64, n_steps=None, defaults=False, A=None, prior=None):
     """What a table row runs with on this task's operator: ``method_kwargs`` with lam and rho
     made explicit (the method's preset scaled to the operator, where the row does not set them).
-    ``A``: the task's operator if already built (it caches its scale); built here otherwise."""
-    kw = method_kwargs(task, label, n_steps, defaults, setting)
+    ``A``: the task's operator if already built (it caches its scale); built here otherwise.
+    ``prior``: the name of the prior it samples with (DDS's step count may depend on it)."""
+    kw = method_kwargs(task, label, n_steps, defaults, setting, prior)
     if ROWS[label].settings is not None:
         A = operator(task, setting, size) if A is None else A
         kw = ROWS[label].settings(A) | kw
@@ -420,7 +422,8 @@ def run(task, settings, methods=TABLE_ROWS, protocol=None, *, prior=None, overri
                 for label in methods:
                     if label == "fbp" and not hasattr(A, "fbp"):
                         label = "adjoint"                                    # zero-filled for MRI
-                    kw = method_kwargs(task, label, p.n_steps, defaults, setting) | (overrides or {}).get(label, {})
+                    kw = method_kwargs(task, label, p.n_steps, defaults, setting, getattr(prior, "name", None))
+                    kw |= (overrides or {}).get(label, {})
                     if ROWS[label].settings is not None:
                         kw = ROWS[label].settings(A) | kw
                     t0 = time.perf_counter()

@@ -141,15 +141,21 @@ def test_live_update_reconstructs_and_draws(monkeypatch):
 
 
 def test_dds_steps_follow_the_setting_where_it_has_its_own(monkeypatch):
-    monkeypatch.setattr(experiments, "DDS_SETTING_STEPS", {("sparse_view", 8.0): 7, ("mri", "uniform1d-x4"): 9})
+    monkeypatch.setattr(experiments, "DDS_SETTING_STEPS", {("phantom64", "sparse_view", 8.0): 7,
+                                                           ("ct64", "sparse_view", 8.0): 11,
+                                                           ("phantom64", "mri", "uniform1d-x4"): 9})
     preset = dm.sampling.DDS.n_steps
-    assert experiments.method_kwargs("sparse_view", "dds", setting=8)["n_steps"] == 7
-    assert experiments.method_kwargs("sparse_view", "dds", setting="8")["n_steps"] == 7      # a view count as text
-    assert experiments.method_kwargs("sparse_view", "dds", n_steps=3, setting=8)["n_steps"] == 3   # at most its own
-    assert experiments.method_kwargs("sparse_view", "dds", n_steps=100, setting=8)["n_steps"] == 7
-    assert experiments.method_kwargs("sparse_view", "dds", setting=4)["n_steps"] == preset
-    assert experiments.method_kwargs("mri", "dds", setting="uniform1d-x4")["n_steps"] == 9
-    assert experiments.method_kwargs("sparse_view", "dds")["n_steps"] == preset             # no setting: the preset
+
+    def steps(task, prior="phantom64", **kw):
+        return experiments.method_kwargs(task, "dds", prior=prior, **kw)["n_steps"]
+
+    assert steps("sparse_view", setting=8) == 7 and steps("sparse_view", setting=8, prior="ct64") == 11
+    assert steps("sparse_view", setting="8") == 7                          # a view count as text
+    assert steps("sparse_view", n_steps=3, setting=8) == 3                 # at most its own
+    assert steps("sparse_view", n_steps=100, setting=8) == 7
+    assert steps("sparse_view", setting=4) == preset and steps("sparse_view", setting=8, prior="mr64") == preset
+    assert steps("mri", setting="uniform1d-x4") == 9
+    assert steps("sparse_view") == preset and steps("sparse_view", setting=8, prior=None) == preset
     rows = experiments.run("sparse_view", [8], ["dds"], size=16, depth=3, fine=1, progress=False,
                            prior=dm.load_prior(image_size=16))
     assert rows[0]["kwargs"]["n_steps"] == 7 and rows[0]["nfe_per_slice"] == 7
