@@ -42,7 +42,7 @@ from .experiments import method_kwargs, nfe_per_slice, operator, test_set
 from .mbir import ADMMState, admm_tv_step, tv_operators
 from .operators import WrappedOperator, device_arg, positive_int_arg, scaled_defaults
 from .prior import DEFAULT_PRIORS, WrappedPrior, load_prior, native_bf16
-from .reconstruct import DIFFUSION_METHODS, reconstruct
+from .reconstruct import DIFFUSION_METHODS, PRESETS, reconstruct
 from .sampling import DMBIR
 from .train import machine
 
@@ -139,11 +139,16 @@ def thread_time(prior, threads=None, repeats=3):
 def flops_per_slice(prior):
     """Floating-point operations of one slice evaluation (multiply and add counted as 2), counted
     by ``torch.utils.flop_counter`` on the network's operators (convolutions, matrix products,
-    attention)."""
-    from torch.utils.flop_counter import FlopCounterMode
+    attention; the CPU's fused attention kernel is counted with the formula torch uses for the GPU's,
+    which its counter does not apply to the CPU's by itself)."""
+    from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
+
+    def attention(q, k, v, *args, out_shape=None, **kwargs):       # called with the operands' shapes
+        return sdpa_flop_count(q, k, v)
 
     x = torch.rand(1, prior.image_size, prior.image_size, device=prior.device)
-    with FlopCounterMode(display=False) as counter:
+    cpu_attention = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: attention}
+    with FlopCounterMode(display=False, custom_mapping=cpu_attention) as counter:
         prior.denoise(x, 1.0)
     return counter.get_total_flops()
 
@@ -306,18 +311,20 @@ def time_rows(size, views, rows, repeats, device="cpu", depth=None, print_fn=pri
     return out
 
 
-def rows_table(size, rows, print_fn=print):
-    """Print the method rows of one size, with the ratio to the first row."""
-    ref = next(iter(rows.values()))["seconds"]
+def rows_table(size, rows, print_fn=print, reference="dds_before"):
+    """Print the method rows of one size, with each row's wall time over that of ``reference``
+    (the first row where it did not run)."""
+    ref_label = reference if reference in rows else next(iter(rows))
+    ref = rows[ref_label]["seconds"]
     print_fn(f"{'row':<15}{'N':>5}{'NFE/sl':>7}{'wall s':>8}{'runs':>17}{'network':>9}{'proj.':>7}{'rest':>7}"
-             f"{'peak MB':>9}{'PSNR':>7}{'x first':>8}")
+             f"{'peak MB':>9}{'PSNR':>7}  x {ref_label}")
     for label, r in rows.items():
         p = r["parts"]
         psnr = f"{r['psnr']:.2f}" if size <= 64 else "-"
         runs = ",".join(f"{s:.1f}" for s in r["runs"])
         print_fn(f"{label:<15}{r['n_steps'] or '-':>5}{r['nfe']:>7}{r['seconds']:>8.2f}{runs:>17}"
                  f"{p.get('network', 0):>9.2f}{p.get('projector', 0):>7.2f}{p['rest']:>7.2f}{r['peak_mb']:>9.0f}"
-                 f"{psnr:>7}{r['seconds'] / ref:>8.2f}")
+                 f"{psnr:>7}  {r['seconds'] / ref:.3f}")
 
 
 # A GPU's peak rates, for the projection printed when no GPU ran the benchmark: ASSUMED, from the
@@ -389,8 +396,12 @@ def bench(size=64, views=8, methods=DEFAULT_METHODS, repeats=3, print_fn=print, 
         for s, rows in results.items():
             if "dds" in rows:
                 evals = rows["dds"]["nfe"] * s
-                fp32, bf16 = projection(net["flops"] * (s / size) ** 2, evals)
-                print_fn(f"  {s}^3: {evals:,} slice evaluations, {fp32:.2f} s float32, {bf16:.3f} s bf16")
+                flops = flops_per_slice(load_prior(image_size=s))          # attention grows faster than the pixels
+                fp32, bf16 = projection(flops, evals)
+                here = rows["dds"]["parts"]["network"]
+                print_fn(f"  {s}^3: {flops / 1e9:.2f} GFLOP per slice, {evals:,} slice evaluations: "
+                         f"{fp32:.2f} s float32, {bf16:.3f} s bf16 (measured here: network {here:.1f} s, "
+                         f"{flops * evals / here / 1e9:.0f} GFLOP/s)")
     return dict(machine=machine(), network=net, mbir=mbir, rows=results.get(size) or next(iter(results.values())),
                 sizes=results)
 
@@ -430,7 +441,8 @@ def live_sliders(device="cpu", repeats=3, print_fn=print):
     for name, live in book.LIVE.items():
         for method in live["methods"]:
             kw = book.live_kwargs(name, method, live["settings"][0], operator(live["task"], live["settings"][0]))
-            steps = f"{kw['n_steps']} steps" if "n_steps" in kw else f"{kw.get('n_iter', '?')} ADMM iterations"
+            n_iter = kw.get("n_iter", getattr(PRESETS.get(method), "n_iter", None))
+            steps = f"{kw['n_steps']} steps" if "n_steps" in kw else f"{n_iter} ADMM iterations"
             out[name, method] = timeit(live_update(name, method, device), repeats, device)
             print_fn(f"  {name:<18}{method:<15}{live['depth']:>3} slices, {steps:<20}{out[name, method]:6.2f} s",
                      flush=True)

@@ -63,8 +63,10 @@ LIVE = {
                     kwargs={m: dict(lam=0.1, rho=1.0, n_iter=50, n_cg=10) for m in ("admm_tv_z", "admm_tv")}),
     "05_diffusionmbir": dict(task="sparse_view", settings=(8, 4, 2), size=64, depth=8, methods=("dds", "diffusionmbir"),
                              kwargs={"diffusionmbir": dict(n_steps=10)}, prior="phantom64"),
+    # DDS with phantom64 on MRI keeps its preset's 50 steps (appendix "Validation"); the slider runs 20,
+    # since 50 on 8 slices took 4.4 s per update on the 2-core machine (bench --live, 2026-12-06)
     "07_mri": dict(task="mri", settings=("uniform1d-x4", "uniform1d-x8", "vd2d-x8"), size=64, depth=8,
-                   methods=("admm_tv", "dds"), kwargs={}, prior="phantom64"),
+                   methods=("admm_tv", "dds"), kwargs={"dds": dict(n_steps=20)}, prior="phantom64"),
 }
 
 
