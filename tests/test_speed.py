@@ -90,7 +90,7 @@ def test_bench_rows_before_and_after_differ_only_in_steps_and_batch():
     assert method_a == method_b == "dds" and before["n_steps"] == 50 and bench.ROW_BATCH["dds_before"] == 64
     assert {k: v for k, v in before.items() if k not in ("n_steps", "eta")} == \
         {k: v for k, v in after.items() if k not in ("n_steps", "eta")}
-    assert after["n_steps"] == experiments.method_kwargs("sparse_view", "dds", setting=8)["n_steps"]
+    assert after["n_steps"] == experiments.method_kwargs("sparse_view", "dds", setting=8, prior="phantom64")["n_steps"]
 
 
 def test_projection_is_flops_over_the_assumed_rate():
@@ -130,7 +130,8 @@ def test_live_kwargs_scale_lam_and_keep_the_sliders_settings():
     assert four["lam"] == pytest.approx(4 * one["lam"]) and one["n_steps"] == 10
     assert book.live_kwargs("02_mbir", "admm_tv", 8, A)["lam"] == 0.1          # chapter 2's slider sets lam itself
     dds = book.live_kwargs("05_diffusionmbir", "dds", 8, A)
-    assert dds["n_steps"] == dm.sampling.DDS.n_steps                             # DDS at its default
+    assert dds["n_steps"] == experiments.method_kwargs("sparse_view", "dds", setting=8, prior="phantom64")["n_steps"]
+    assert book.live_kwargs("07_mri", "dds", "uniform1d-x4", experiments.operator("mri", "uniform1d-x4"))["n_steps"] == 20
 
 
 def test_live_update_reconstructs_and_draws(monkeypatch):
