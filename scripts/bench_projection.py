@@ -3,10 +3,9 @@ bench.flops_per_slice (attention included); the network seconds are those cost_c
 
     python scripts/bench_projection.py > runs/bench/projection.txt
 """
-# The GPU projection of runs/bench/cost_curve.txt with the FLOPs counted at each size
-# (cost_curve.txt scaled the 64 x 64 count by the pixels, which undercounts attention).
 from dmbir_edu import bench
 from dmbir_edu.prior import load_prior
+
 network_s = {64: 5.59, 128: 56.38, 256: 940.39}     # DDS's network seconds, runs/bench/cost_curve.txt
 print(f"GPU: {bench.GPU_PROJECTION} (ASSUMED)")
 for s, here in network_s.items():
