@@ -12,5 +12,6 @@ for s, here in network_s.items():
     flops = bench.flops_per_slice(load_prior(image_size=s))
     evals = 10 * s
     fp32, bf16 = bench.projection(flops, evals)
-    print(f"{s}^3: {flops / 1e9:.2f} GFLOP per slice, {evals:,} slice evaluations: {fp32:.2f} s float32, {bf16:.3f} s bf16; "
+    print(f"{s}^3: {flops / 1e9:.2f} GFLOP per slice, {evals:,} slice evaluations: "
+          f"{fp32:.2f} s float32, {bf16:.3f} s bf16; "
           f"measured on the CPU: network {here:.1f} s, {flops * evals / here / 1e9:.0f} GFLOP/s")

@@ -131,7 +131,8 @@ def test_live_kwargs_scale_lam_and_keep_the_sliders_settings():
     assert book.live_kwargs("02_mbir", "admm_tv", 8, A)["lam"] == 0.1          # chapter 2's slider sets lam itself
     dds = book.live_kwargs("05_diffusionmbir", "dds", 8, A)
     assert dds["n_steps"] == experiments.method_kwargs("sparse_view", "dds", setting=8, prior="phantom64")["n_steps"]
-    assert book.live_kwargs("07_mri", "dds", "uniform1d-x4", experiments.operator("mri", "uniform1d-x4"))["n_steps"] == 20
+    M = experiments.operator("mri", "uniform1d-x4")
+    assert book.live_kwargs("07_mri", "dds", "uniform1d-x4", M)["n_steps"] == 20
 
 
 def test_live_update_reconstructs_and_draws(monkeypatch):
