@@ -406,9 +406,9 @@ def bench(size=64, views=8, methods=DEFAULT_METHODS, repeats=3, print_fn=print, 
                 sizes=results)
 
 
-def live_update(name, method, device="cpu"):
-    """One update of the live slider ``book.LIVE[name]`` with ``method``, at its first setting and
-    lam at the slider's start: the reconstruction, the scores (per axis, flicker) and the
+def live_update(name, method, setting=None, device="cpu"):
+    """One update of the live slider ``book.LIVE[name]`` with ``method`` at ``setting`` (default its
+    first) and lam at the slider's start: the reconstruction, the scores (per axis, flicker) and the
     orthoviews figure drawn to PNG, as the chapter's slider does. Returns a function that runs it."""
     import matplotlib
 
@@ -416,7 +416,7 @@ def live_update(name, method, device="cpu"):
     from . import book, viz
 
     live = book.LIVE[name]
-    task, setting = live["task"], live["settings"][0]
+    task, setting = live["task"], live["settings"][0] if setting is None else setting
     x = next(iter(test_set(task, live["size"], 1, depth=live["depth"]).values())).to(device)
     A = operator(task, setting, live["size"], device)
     prior = load_prior(live.get("prior"), device=device) if method in DIFFUSION_METHODS else None
@@ -431,8 +431,9 @@ def live_update(name, method, device="cpu"):
 
 
 def live_sliders(device="cpu", repeats=3, print_fn=print):
-    """Time one update of every live slider of the book (``book.LIVE``), every method it offers,
-    median of ``repeats`` after a warm-up; prints and returns {(slider, method): seconds}."""
+    """Time one update of every live slider of the book (``book.LIVE``), every method at every
+    setting it offers, median of ``repeats`` after a warm-up; prints and returns
+    {(slider, method, setting): seconds}."""
     from . import book
 
     out = {}
@@ -440,12 +441,14 @@ def live_sliders(device="cpu", repeats=3, print_fn=print):
              f"median of {repeats} after a warm-up):")
     for name, live in book.LIVE.items():
         for method in live["methods"]:
-            kw = book.live_kwargs(name, method, live["settings"][0], operator(live["task"], live["settings"][0]))
-            n_iter = kw.get("n_iter", getattr(PRESETS.get(method), "n_iter", None))
-            steps = f"{kw['n_steps']} steps" if "n_steps" in kw else f"{n_iter} ADMM iterations"
-            out[name, method] = timeit(live_update(name, method, device), repeats, device)
-            print_fn(f"  {name:<18}{method:<15}{live['depth']:>3} slices, {steps:<20}{out[name, method]:6.2f} s",
-                     flush=True)
+            for setting in live["settings"]:
+                kw = book.live_kwargs(name, method, setting, operator(live["task"], setting, live["size"]))
+                n_iter = kw.get("n_iter", getattr(PRESETS.get(method), "n_iter", None))
+                steps = f"{kw['n_steps']} steps" if "n_steps" in kw else f"{n_iter} ADMM iterations"
+                out[name, method, setting] = timeit(live_update(name, method, setting, device), repeats, device)
+                print_fn(f"  {name:<18}{method:<15}{str(setting):<14}{live['depth']:>3} slices, {steps:<20}"
+                         f"{out[name, method, setting]:6.2f} s", flush=True)
+    print_fn(f"slowest update: {max(out.values()):.2f} s")
     return out
 
 

@@ -56,26 +56,26 @@ def clock(fn, repeats=5, device=None):
 
 # The live sliders of the chapters (they need a running kernel) and the size and step counts each
 # runs at: the chapters read them, and ``python -m dmbir_edu.bench --live`` times one update of
-# each (the target: under 3 s on the 2-core machine). ``kwargs``: per method, what the slider
-# sets on top of the method's defaults for the task (``live_kwargs``).
+# each method at each setting (the target: under 3 s on the 2-core machine). ``kwargs``: per
+# method, what the slider sets on top of the method's defaults for the task; ``max_steps``: the
+# most diffusion steps a slider runs (DDS's default with phantom64 is 50 on MRI and 30 at 4 and 2
+# views, which took 3.5 to 4.4 s per update on the 2-core machine; ``live_kwargs``).
 LIVE = {
     "02_mbir": dict(task="sparse_view", settings=(8,), size=64, depth=16, methods=("admm_tv_z", "admm_tv"),
                     kwargs={m: dict(lam=0.1, rho=1.0, n_iter=50, n_cg=10) for m in ("admm_tv_z", "admm_tv")}),
     "05_diffusionmbir": dict(task="sparse_view", settings=(8, 4, 2), size=64, depth=8, methods=("dds", "diffusionmbir"),
-                             kwargs={"diffusionmbir": dict(n_steps=10)}, prior="phantom64"),
-    # DDS with phantom64 on MRI keeps its preset's 50 steps (appendix "Validation"); the slider runs 20,
-    # since 50 on 8 slices took 4.4 s per update on the 2-core machine (bench --live, 2026-12-06)
+                             kwargs={"diffusionmbir": dict(n_steps=10)}, prior="phantom64", max_steps=20),
     "07_mri": dict(task="mri", settings=("uniform1d-x4", "uniform1d-x8", "vd2d-x8"), size=64, depth=8,
-                   methods=("admm_tv", "dds"), kwargs={"dds": dict(n_steps=20)}, prior="phantom64"),
+                   methods=("admm_tv", "dds"), kwargs={}, prior="phantom64", max_steps=20),
 }
 
 
 def live_kwargs(name, method, setting, A, lam_factor=1.0):
     """What the live slider ``LIVE[name]`` runs ``method`` with on the operator ``A`` of
-    ``setting``: the method's settings for the task (``experiments.method_kwargs``), lam at
-    ``lam_factor`` times its default on ``A`` (unless the slider sets lam itself), then the
-    slider's own ``kwargs``. DDS's step count is that of the slider's prior and setting
-    (``experiments.method_kwargs``)."""
+    ``setting``: the method's settings for the task (``experiments.method_kwargs``; DDS's step
+    count that of the slider's prior and setting), lam at ``lam_factor`` times its default on
+    ``A`` (unless the slider sets lam itself), then the slider's own ``kwargs``, and at most
+    its ``max_steps`` diffusion steps."""
     from . import experiments
 
     live = LIVE[name]
@@ -83,7 +83,10 @@ def live_kwargs(name, method, setting, A, lam_factor=1.0):
     kw = experiments.method_kwargs(task, method, setting=setting, prior=live.get("prior"))
     if experiments.PRESETS.get(method) is not None and experiments.PRESETS[method].lam_rel is not None:
         kw["lam"] = lam_factor * experiments.resolved_kwargs(task, setting, method, A.image_size, A=A)["lam"]
-    return kw | live["kwargs"].get(method, {})
+    kw |= live["kwargs"].get(method, {})
+    if "n_steps" in kw and "max_steps" in live:
+        kw["n_steps"] = min(kw["n_steps"], live["max_steps"])
+    return kw
 
 
 # ---------------------------------------------------------------------------------------------

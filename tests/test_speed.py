@@ -132,14 +132,16 @@ def test_live_kwargs_scale_lam_and_keep_the_sliders_settings():
     dds = book.live_kwargs("05_diffusionmbir", "dds", 8, A)
     assert dds["n_steps"] == experiments.method_kwargs("sparse_view", "dds", setting=8, prior="phantom64")["n_steps"]
     M = experiments.operator("mri", "uniform1d-x4")
-    assert book.live_kwargs("07_mri", "dds", "uniform1d-x4", M)["n_steps"] == 20
+    assert book.live_kwargs("07_mri", "dds", "uniform1d-x4", M)["n_steps"] == 20                # at most max_steps
+    assert book.live_kwargs("05_diffusionmbir", "dds", 4, experiments.operator("sparse_view", 4))["n_steps"] == min(
+        20, experiments.method_kwargs("sparse_view", "dds", setting=4, prior="phantom64")["n_steps"])
 
 
 def test_live_update_reconstructs_and_draws(monkeypatch):
     monkeypatch.setitem(book.LIVE, "tiny", dict(task="sparse_view", settings=(4,), size=64, depth=8, methods=("dds",),
-                                               kwargs={"dds": dict(n_steps=2)}))
-    update = bench.live_update("tiny", "dds")
-    update()
+                                               kwargs={"dds": dict(n_steps=5)}, max_steps=2))
+    assert book.live_kwargs("tiny", "dds", 4, experiments.operator("sparse_view", 4))["n_steps"] == 2
+    bench.live_update("tiny", "dds", 4)()
 
 
 def test_dds_steps_follow_the_setting_where_it_has_its_own(monkeypatch):
