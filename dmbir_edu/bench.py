@@ -13,7 +13,8 @@ iterations) as a share of a diffusion step's network time; (4) per method, at ev
 time (median of ``--repeats`` runs, each in a fresh process), where it went (the network, the
 projector A and A^T, the rest: ADMM / CG arithmetic, noise, re-noising), peak resident memory,
 network evaluations per slice, PSNR (at 64^3 only: a larger size runs the 64 x 64 prior out of
-distribution) and the ratio to the first method. Only ratios measured in the same run should be
+distribution) and the ratio to ``dds_before`` (DDS as it was; the first row where it did not
+run). Only ratios measured in the same run should be
 compared: the machine is shared and its speed drifts.
 
 The volume is the first VALIDATION phantom (``data.VALIDATION_SEEDS[0]``) with data simulated on
@@ -396,7 +397,8 @@ def bench(size=64, views=8, methods=DEFAULT_METHODS, repeats=3, print_fn=print, 
         for s, rows in results.items():
             if "dds" in rows:
                 evals = rows["dds"]["nfe"] * s
-                flops = flops_per_slice(load_prior(image_size=s))          # attention grows faster than the pixels
+                # counted at each size: attention grows faster than the pixels
+                flops = net["flops"] if s == size else flops_per_slice(load_prior(image_size=s))
                 fp32, bf16 = projection(flops, evals)
                 here = rows["dds"]["parts"]["network"]
                 print_fn(f"  {s}^3: {flops / 1e9:.2f} GFLOP per slice, {evals:,} slice evaluations: "
@@ -427,6 +429,7 @@ def live_update(name, method, setting=None, device="cpu"):
         x_hat = reconstruct(A(x), A, method, prior=prior, generator=g, progress=False, **kw)
         metrics.per_axis(x_hat.cpu(), x.cpu()), metrics.along_z(x_hat.cpu(), x.cpu())
         viz._png_bytes(viz.orthoviews({method: x_hat, "truth": x}, error_ref=x, error_vmax=0.5))
+    update.kwargs = kw                                       # what it runs with, for the report
     return update
 
 
@@ -442,10 +445,11 @@ def live_sliders(device="cpu", repeats=3, print_fn=print):
     for name, live in book.LIVE.items():
         for method in live["methods"]:
             for setting in live["settings"]:
-                kw = book.live_kwargs(name, method, setting, operator(live["task"], setting, live["size"]))
+                update = live_update(name, method, setting, device)
+                kw = update.kwargs
                 n_iter = kw.get("n_iter", getattr(PRESETS.get(method), "n_iter", None))
                 steps = f"{kw['n_steps']} steps" if "n_steps" in kw else f"{n_iter} ADMM iterations"
-                out[name, method, setting] = timeit(live_update(name, method, setting, device), repeats, device)
+                out[name, method, setting] = timeit(update, repeats, device)
                 print_fn(f"  {name:<18}{method:<15}{str(setting):<14}{live['depth']:>3} slices, {steps:<20}"
                          f"{out[name, method, setting]:6.2f} s", flush=True)
     print_fn(f"slowest update: {max(out.values()):.2f} s")

@@ -79,10 +79,9 @@ def live_kwargs(name, method, setting, A, lam_factor=1.0):
     from . import experiments
 
     live = LIVE[name]
-    task = live["task"]
-    kw = experiments.method_kwargs(task, method, setting=setting, prior=live.get("prior"))
-    if experiments.PRESETS.get(method) is not None and experiments.PRESETS[method].lam_rel is not None:
-        kw["lam"] = lam_factor * experiments.resolved_kwargs(task, setting, method, A.image_size, A=A)["lam"]
+    kw = experiments.resolved_kwargs(live["task"], setting, method, A.image_size, A=A, prior=live.get("prior"))
+    if "lam" in kw:                                          # the methods with a TV weight
+        kw["lam"] *= lam_factor
     kw |= live["kwargs"].get(method, {})
     if "n_steps" in kw and "max_steps" in live:
         kw["n_steps"] = min(kw["n_steps"], live["max_steps"])
